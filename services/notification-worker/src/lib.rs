@@ -1,0 +1,90 @@
+//! Sends the order e-mails. The message is sent with no transaction open and recorded in
+//! the transaction that completes the task; a crash in between resends the same message
+//! (same Message-ID), which is the at-least-once half of the guarantee.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use lettre::message::Mailbox;
+use orderflow::db::Pool;
+use orderflow::email::{self, MailError, Mailer};
+use orderflow::lifecycle;
+use orderflow::runtime::WorkerRuntime;
+use orderflow::tasks::{self, NotificationTask, TaskKind};
+use orderflow::views;
+use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
+
+pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
+
+pub fn register(runtime: &mut WorkerRuntime, mailer: Mailer, from: Mailbox) {
+    let pool = runtime.pool.clone();
+    runtime.spawn(
+        TaskKind::NotificationSend,
+        SendNotification { pool, mailer, from },
+    );
+}
+
+pub struct SendNotification {
+    pool: Pool,
+    mailer: Mailer,
+    from: Mailbox,
+}
+
+impl TaskHandler for SendNotification {
+    #[tracing::instrument(name = "send_notification", skip_all, fields(order_id, notification))]
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        let NotificationTask {
+            order_id,
+            notification,
+        } = task.payload()?;
+        let span = tracing::Span::current();
+        span.record("order_id", tracing::field::display(order_id));
+        span.record("notification", notification.as_str());
+
+        let (order, already_sent) = {
+            let mut conn = self.pool.get().await?;
+            let order = views::load_order(&mut conn, order_id).await?;
+            let sent = lifecycle::email_already_sent(&mut conn, order_id, notification).await?;
+            (order, sent)
+        };
+        let Some(order) = order else {
+            return Err(TaskError::permanent(format!(
+                "order {order_id} does not exist"
+            )));
+        };
+        if !already_sent {
+            let message = email::compose(&self.from, &order, notification).map_err(mail_error)?;
+            self.mailer.send(message).await.map_err(mail_error)?;
+            tracing::info!(message_id = %email::message_id(order_id, notification), "e-mail sent");
+        }
+
+        let message_id = email::message_id(order_id, notification);
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| {
+            let completion = task.complete(conn).await?;
+            lifecycle::record_email_sent(
+                conn,
+                order_id,
+                notification,
+                &message_id,
+                &order.customer.email,
+            )
+            .await?;
+            Ok(completion)
+        })
+        .await
+    }
+
+    async fn on_dead(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &DeadTask,
+    ) -> diesel::QueryResult<()> {
+        tasks::record_dead_on_timeline(conn, task).await
+    }
+}
+
+fn mail_error(error: MailError) -> TaskError {
+    match error {
+        MailError::Transient(_) => TaskError::retryable(error),
+        MailError::Permanent(_) => TaskError::permanent(error),
+    }
+}

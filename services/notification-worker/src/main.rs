@@ -1,0 +1,30 @@
+use std::process::ExitCode;
+
+use orderflow::config::{DatabaseConfig, LogFormat, MailConfig, WorkerConfig};
+use orderflow::email::Mailer;
+use orderflow::runtime::WorkerRuntime;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("notification-worker: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    orderflow::telemetry::init(LogFormat::from_env()?);
+    let mail = MailConfig::from_env()?;
+    let mailer = Mailer::from_config(&mail)?;
+    let mut runtime = WorkerRuntime::new(
+        &DatabaseConfig::from_env()?,
+        &WorkerConfig::from_env()?,
+        notification_worker::KINDS,
+    );
+    notification_worker::register(&mut runtime, mailer, mail.from);
+    runtime.run().await;
+    Ok(())
+}

@@ -1,0 +1,65 @@
+use std::process::ExitCode;
+
+use orderflow::config::{ApiConfig, DatabaseConfig, LogFormat};
+
+const USAGE: &str = "usage: order-api [serve | migrate | seed]
+  serve    run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
+  migrate  apply pending database migrations and exit
+  seed     add the demo catalog (idempotent) and exit";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1);
+    let result = match command.as_deref() {
+        None | Some("serve") => serve().await,
+        Some("migrate") => migrate().await,
+        Some("seed") => seed().await,
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("order-api: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+async fn migrate() -> Result<(), AnyError> {
+    orderflow::telemetry::init(LogFormat::from_env()?);
+    let database = DatabaseConfig::from_env()?;
+    let applied = orderflow::db::run_migrations(database.url.expose()).await?;
+    tracing::info!(?applied, "migrations applied");
+    Ok(())
+}
+
+async fn seed() -> Result<(), AnyError> {
+    orderflow::telemetry::init(LogFormat::from_env()?);
+    let database = DatabaseConfig::from_env()?;
+    let pool = orderflow::db::pool(&database);
+    let mut conn = pool.get().await?;
+    let added = orderflow::catalog::seed_demo_catalog(&mut conn).await?;
+    tracing::info!(added, "demo catalog seeded");
+    Ok(())
+}
+
+async fn serve() -> Result<(), AnyError> {
+    orderflow::telemetry::init(LogFormat::from_env()?);
+    let database = DatabaseConfig::from_env()?;
+    let api = ApiConfig::from_env()?;
+    if api.migrate_on_start {
+        let applied = orderflow::db::run_migrations(database.url.expose()).await?;
+        tracing::info!(?applied, "migrations applied");
+    }
+    let pool = orderflow::db::pool(&database);
+    let app = order_api::startup::build(&api, pool)?;
+    tracing::info!(addr = %app.addr, admin = api.admin_token.is_some(), "order API listening");
+    app.server.await?;
+    Ok(())
+}

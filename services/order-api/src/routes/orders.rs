@@ -1,0 +1,247 @@
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use orderflow::lifecycle::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
+use orderflow::payment;
+use orderflow::status::OrderStatus;
+use orderflow::views::{self, OrderCursor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::routes::parse_id;
+use crate::state::AppState;
+use crate::validation::{not_blank, validate};
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+pub struct PlaceOrderRequest {
+    #[validate(nested)]
+    customer: CustomerRequest,
+    #[validate(length(min = 1, max = 50), nested)]
+    items: Vec<ItemRequest>,
+    #[validate(nested)]
+    payment: PaymentRequest,
+    #[validate(nested)]
+    shipping_address: Option<AddressRequest>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct CustomerRequest {
+    #[validate(email, length(max = 254))]
+    email: String,
+    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct ItemRequest {
+    /// Kept as text so that a malformed id is reported as an unknown product (422).
+    product_id: String,
+    #[validate(range(min = 1, max = 100))]
+    quantity: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct PaymentRequest {
+    #[validate(length(min = 1, max = 200))]
+    token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct AddressRequest {
+    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    line1: String,
+    #[validate(length(max = 200))]
+    line2: Option<String>,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    city: String,
+    #[validate(length(min = 1, max = 20), custom(function = "not_blank"))]
+    postal_code: String,
+    #[validate(length(equal = 2))]
+    country: String,
+}
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+impl PlaceOrderRequest {
+    /// Checks what validator's attributes cannot express, and yields the domain's order.
+    fn into_new_order(self, idempotency_key: Option<String>) -> Result<NewOrder, ApiError> {
+        validate(&self)?;
+        if !payment::is_known_token(&self.payment.token) {
+            return Err(ApiError::new(
+                ErrorCode::UnknownPaymentToken,
+                format!("unknown payment token {:?}", self.payment.token),
+            ));
+        }
+        let mut lines = Vec::with_capacity(self.items.len());
+        for (index, item) in self.items.iter().enumerate() {
+            let product_id = Uuid::parse_str(&item.product_id).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::UnknownProduct,
+                    format!("unknown product {:?}", item.product_id),
+                )
+                .with_details(json!({ "product_ids": [item.product_id] }))
+            })?;
+            if lines
+                .iter()
+                .any(|line: &NewOrderLine| line.product_id == product_id)
+            {
+                return Err(ApiError::validation(format!(
+                    "items[{index}]: product {product_id} appears more than once; combine the quantities"
+                )));
+            }
+            lines.push(NewOrderLine {
+                product_id,
+                quantity: item.quantity as i32,
+            });
+        }
+        // The fingerprint covers the parsed request, so formatting differences do not
+        // count as a different body.
+        let idempotency = idempotency_key.map(|key| {
+            let canonical = serde_json::to_vec(&self).unwrap_or_default();
+            (key, hex::encode(Sha256::digest(canonical)))
+        });
+        Ok(NewOrder {
+            customer_email: self.customer.email.trim().to_string(),
+            customer_name: self.customer.name.trim().to_string(),
+            shipping_address: self
+                .shipping_address
+                .as_ref()
+                .and_then(|address| serde_json::to_value(address).ok()),
+            payment_token: self.payment.token,
+            lines,
+            idempotency,
+        })
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) => Ok(Some(key.to_string())),
+        _ => Err(ApiError::validation(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(error: PlaceError) -> Self {
+        match error {
+            PlaceError::UnknownProducts(ids) => ApiError::new(
+                ErrorCode::UnknownProduct,
+                format!(
+                    "unknown product(s): {}",
+                    ids.iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_details(json!({ "product_ids": ids })),
+            PlaceError::MixedCurrencies => {
+                ApiError::validation("all products of an order must be priced in one currency")
+            }
+            PlaceError::IdempotencyKeyReused => ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request body",
+            ),
+            PlaceError::Database(error) => error.into(),
+        }
+    }
+}
+
+#[post("/orders")]
+#[tracing::instrument(name = "place_order", skip_all, fields(order_id))]
+pub async fn create_order(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<PlaceOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
+    let mut conn = state.pool.get().await?;
+    let placed = place_order(&mut conn, &order).await?;
+    let order_id = placed.order_id();
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let view = views::load_order(&mut conn, order_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("order {order_id} vanished after commit")))?;
+    let mut response = HttpResponse::Accepted();
+    response.insert_header(("Location", format!("/orders/{order_id}")));
+    if matches!(placed, Placed::Replayed(_)) {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    } else {
+        tracing::info!(total_cents = view.total_cents, "order placed");
+    }
+    Ok(response.json(view))
+}
+
+#[get("/orders/{id}")]
+pub async fn get_order(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "order")?;
+    let mut conn = state.pool.get().await?;
+    views::load_order(&mut conn, id)
+        .await?
+        .map(|order| HttpResponse::Ok().json(order))
+        .ok_or_else(|| ApiError::not_found("order"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+#[get("/orders")]
+pub async fn list_orders(
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
+            ApiError::validation(format!(
+                "status must be one of {}",
+                OrderStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
+    };
+    let limit = match params.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE).contains(limit))
+            .ok_or_else(|| {
+                ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let cursor = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            OrderCursor::decode(raw)
+                .ok_or_else(|| ApiError::validation("cursor is not one this API returned"))?,
+        ),
+    };
+    let mut conn = state.pool.get().await?;
+    let (orders, next) =
+        views::list_orders(&mut conn, status.map(OrderStatus::as_str), limit, cursor).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "orders": orders,
+        "next_cursor": next.map(|cursor| cursor.encode()),
+    })))
+}

@@ -1,0 +1,71 @@
+use std::time::Duration;
+
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseConfig;
+
+pub use orderflow_queue::Pool;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// A request waits at most this long for a connection; then it fails (503), not hangs.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// bb8 reports a refused connection as a timeout; this sink logs the real cause.
+#[derive(Debug, Clone, Copy)]
+struct LogConnectionErrors;
+
+impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for LogConnectionErrors {
+    fn sink(&self, error: diesel_async::pooled_connection::PoolError) {
+        tracing::warn!(%error, "database connection failed");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<diesel_async::pooled_connection::PoolError>> {
+        Box::new(*self)
+    }
+}
+
+/// Builds the pool without connecting: the first use connects, so a service can start
+/// (and report not-ready) while the database is still coming up.
+pub fn pool(config: &DatabaseConfig) -> Pool {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.expose());
+    bb8::Pool::builder()
+        .max_size(config.pool_size)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .error_sink(Box::new(LogConnectionErrors))
+        .build_unchecked(manager)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("migration lock: {0}")]
+    Lock(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migrate(String),
+}
+
+/// Arbitrary, fixed: serialises migrations started by several processes at once.
+const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7266_6c6f;
+
+/// Applies pending migrations. Needs a multi-thread tokio runtime (diesel's harness
+/// blocks in place).
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+        .execute(&mut conn)
+        .await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|error| MigrationError::Migrate(error.to_string()));
+    let mut conn = harness.into_inner();
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+        .execute(&mut conn)
+        .await?;
+    applied
+}

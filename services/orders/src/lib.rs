@@ -1,0 +1,18 @@
+//! Orderflow's domain: what an order is, how it moves through its lifecycle, and the
+//! pieces the services share (configuration, database, payment gateway, e-mail).
+//!
+//! Start with [`lifecycle`]: every transition an order can take, in one file.
+
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod lifecycle;
+pub mod payment;
+mod place;
+pub mod runtime;
+pub mod schema;
+pub mod status;
+pub mod tasks;
+pub mod telemetry;
+pub mod views;

@@ -1,0 +1,427 @@
+//! The order lifecycle: every transition an order can take, each as the database writes
+//! of one transaction (state change, timeline event, follow-up task). The caller opens
+//! the transaction; a worker begins it with its task's fenced completion.
+//!
+//! ```text
+//! place_order        -> pending,  task payment.charge
+//! record_charge      -> paid,     task inventory.reserve
+//!                    -> cancelled (payment_declined), task notification.send(order_cancelled)
+//! reserve_stock      -> reserved, task notification.send(order_confirmed)
+//!                    -> cancelled (out_of_stock), task payment.refund
+//! record_refund      -> payment refunded, task notification.send(order_cancelled)
+//! record_email_sent  -> fulfilled (order_confirmed) | notified (order_cancelled)
+//! ```
+//! A transition is taken only from the state it expects, so a late or duplicate task
+//! finds the order already moved and changes nothing.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orderflow_queue::{enqueue, NewTask};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::payment::ChargeOutcome;
+use crate::schema::{order_events, orders, payments, products, sent_emails};
+use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
+use crate::tasks;
+
+pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
+
+/// Moves the order from `from` to `to`; false (and nothing written) when it was not in
+/// `from`. The row lock taken here orders concurrent transitions of one order.
+pub async fn transition(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    from: OrderStatus,
+    to: OrderStatus,
+    cancel_reason: Option<CancelReason>,
+) -> QueryResult<bool> {
+    let updated = diesel::update(orders::table)
+        .filter(orders::id.eq(order_id))
+        .filter(orders::status.eq(from.as_str()))
+        .set((
+            orders::status.eq(to.as_str()),
+            orders::cancel_reason.eq(cancel_reason.map(CancelReason::as_str)),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated == 1)
+}
+
+pub async fn append_event(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    event: EventType,
+    details: serde_json::Value,
+) -> QueryResult<()> {
+    diesel::insert_into(order_events::table)
+        .values((
+            order_events::order_id.eq(order_id),
+            order_events::event_type.eq(event.as_str()),
+            order_events::details.eq(details),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn follow_up(conn: &mut AsyncPgConnection, task: NewTask) -> QueryResult<()> {
+    enqueue(conn, &task).await.map(drop)
+}
+
+/// The state of the order when a step's outcome is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The transition was taken.
+    Applied,
+    /// The order had already moved on (duplicate or late task): nothing written.
+    AlreadyDone,
+}
+
+/// Records the gateway's answer to the charge of a pending order.
+pub async fn record_charge(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    amount_cents: i64,
+    outcome: &ChargeOutcome,
+) -> QueryResult<Recorded> {
+    match outcome {
+        ChargeOutcome::Approved { charge_id } => {
+            let inserted = diesel::insert_into(payments::table)
+                .values((
+                    payments::order_id.eq(order_id),
+                    payments::status.eq(PaymentStatus::Captured.as_str()),
+                    payments::amount_cents.eq(amount_cents),
+                    payments::gateway_charge_id.eq(charge_id),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if inserted == 0 {
+                return Ok(Recorded::AlreadyDone);
+            }
+            if transition(
+                conn,
+                order_id,
+                OrderStatus::Pending,
+                OrderStatus::Paid,
+                None,
+            )
+            .await?
+            {
+                append_event(
+                    conn,
+                    order_id,
+                    EventType::Paid,
+                    json!({ "amount_cents": amount_cents }),
+                )
+                .await?;
+                follow_up(conn, tasks::reserve_inventory(order_id)).await?;
+            } else {
+                // The order left `pending` while the card was charged (a customer
+                // cancelled): the money must go back.
+                follow_up(conn, tasks::refund_payment(order_id)).await?;
+            }
+            Ok(Recorded::Applied)
+        }
+        ChargeOutcome::Declined { reason } => {
+            let cancelled = transition(
+                conn,
+                order_id,
+                OrderStatus::Pending,
+                OrderStatus::Cancelled,
+                Some(CancelReason::PaymentDeclined),
+            )
+            .await?;
+            if !cancelled {
+                return Ok(Recorded::AlreadyDone);
+            }
+            diesel::insert_into(payments::table)
+                .values((
+                    payments::order_id.eq(order_id),
+                    payments::status.eq(PaymentStatus::Declined.as_str()),
+                    payments::amount_cents.eq(amount_cents),
+                    payments::decline_reason.eq(reason),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            append_event(
+                conn,
+                order_id,
+                EventType::Cancelled,
+                json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason }),
+            )
+            .await?;
+            follow_up(
+                conn,
+                tasks::send_notification(order_id, NotificationKind::OrderCancelled),
+            )
+            .await?;
+            Ok(Recorded::Applied)
+        }
+    }
+}
+
+/// What reserving an order's stock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved,
+    /// No stock was taken; these products had less than the order needs.
+    OutOfStock {
+        short_product_ids: Vec<Uuid>,
+    },
+    /// The order was not `paid` (duplicate or late task).
+    NotApplicable,
+}
+
+#[derive(QueryableByName)]
+struct LockedLine {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    product_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    stock: i32,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    quantity: i32,
+}
+
+/// Reserves all lines of a paid order or none. Product rows are locked in id order, so
+/// two reservations that share products never deadlock, and stock is checked under the
+/// lock, so they never oversell. `FOR NO KEY UPDATE` (not `FOR UPDATE`) leaves the
+/// foreign-key checks of concurrent order inserts unblocked.
+pub async fn reserve_stock(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Reservation> {
+    let status: Option<String> = orders::table
+        .find(order_id)
+        .select(orders::status)
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()?;
+    if status.as_deref() != Some(OrderStatus::Paid.as_str()) {
+        return Ok(Reservation::NotApplicable);
+    }
+
+    let lines: Vec<LockedLine> = diesel::sql_query(
+        "SELECT p.id AS product_id, p.stock, i.quantity \
+         FROM order_items i JOIN products p ON p.id = i.product_id \
+         WHERE i.order_id = $1 \
+         ORDER BY p.id \
+         FOR NO KEY UPDATE OF p",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(order_id)
+    .load(conn)
+    .await?;
+    let short_product_ids: Vec<Uuid> = lines
+        .iter()
+        .filter(|line| line.stock < line.quantity)
+        .map(|line| line.product_id)
+        .collect();
+
+    if short_product_ids.is_empty() {
+        for line in &lines {
+            diesel::update(products::table.find(line.product_id))
+                .set((
+                    products::stock.eq(products::stock - line.quantity),
+                    products::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        transition(
+            conn,
+            order_id,
+            OrderStatus::Paid,
+            OrderStatus::Reserved,
+            None,
+        )
+        .await?;
+        append_event(conn, order_id, EventType::Reserved, json!({})).await?;
+        follow_up(
+            conn,
+            tasks::send_notification(order_id, NotificationKind::OrderConfirmed),
+        )
+        .await?;
+        Ok(Reservation::Reserved)
+    } else {
+        transition(
+            conn,
+            order_id,
+            OrderStatus::Paid,
+            OrderStatus::Cancelled,
+            Some(CancelReason::OutOfStock),
+        )
+        .await?;
+        append_event(
+            conn,
+            order_id,
+            EventType::Cancelled,
+            json!({ "reason": CancelReason::OutOfStock, "short_product_ids": short_product_ids }),
+        )
+        .await?;
+        follow_up(conn, tasks::refund_payment(order_id)).await?;
+        Ok(Reservation::OutOfStock { short_product_ids })
+    }
+}
+
+/// Records a refund of a captured payment and schedules the cancellation e-mail.
+pub async fn record_refund(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    refund_id: &str,
+) -> QueryResult<Recorded> {
+    let refunded = diesel::update(payments::table.find(order_id))
+        .filter(payments::status.eq(PaymentStatus::Captured.as_str()))
+        .set((
+            payments::status.eq(PaymentStatus::Refunded.as_str()),
+            payments::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if refunded == 0 {
+        return Ok(Recorded::AlreadyDone);
+    }
+    append_event(
+        conn,
+        order_id,
+        EventType::Refunded,
+        json!({ "refund_id": refund_id }),
+    )
+    .await?;
+    follow_up(
+        conn,
+        tasks::send_notification(order_id, NotificationKind::OrderCancelled),
+    )
+    .await?;
+    Ok(Recorded::Applied)
+}
+
+/// Whether this e-mail was already sent and recorded (a duplicate task must not send again).
+pub async fn email_already_sent(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    kind: NotificationKind,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sent_emails::table
+            .filter(sent_emails::order_id.eq(order_id))
+            .filter(sent_emails::kind.eq(kind.as_str())),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Records a sent e-mail; the confirmation fulfils the order.
+pub async fn record_email_sent(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    kind: NotificationKind,
+    message_id: &str,
+    recipient: &str,
+) -> QueryResult<Recorded> {
+    let inserted = diesel::insert_into(sent_emails::table)
+        .values((
+            sent_emails::order_id.eq(order_id),
+            sent_emails::kind.eq(kind.as_str()),
+            sent_emails::message_id.eq(message_id),
+            sent_emails::recipient.eq(recipient),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 0 {
+        return Ok(Recorded::AlreadyDone);
+    }
+    let details = json!({ "notification": kind, "message_id": message_id });
+    match kind {
+        NotificationKind::OrderConfirmed => {
+            let fulfilled = transition(
+                conn,
+                order_id,
+                OrderStatus::Reserved,
+                OrderStatus::Fulfilled,
+                None,
+            )
+            .await?;
+            let event = if fulfilled {
+                EventType::Fulfilled
+            } else {
+                EventType::Notified
+            };
+            append_event(conn, order_id, event, details).await?;
+        }
+        NotificationKind::OrderCancelled => {
+            append_event(conn, order_id, EventType::Notified, details).await?;
+        }
+    }
+    Ok(Recorded::Applied)
+}
+
+/// Makes a dead task visible on its order's timeline.
+pub async fn record_task_dead(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    task: &orderflow_queue::DeadTask,
+) -> QueryResult<()> {
+    let exists: bool = diesel::select(diesel::dsl::exists(orders::table.find(order_id)))
+        .get_result(conn)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    append_event(
+        conn,
+        order_id,
+        EventType::TaskDead,
+        json!({
+            "task_id": task.id,
+            "task_kind": task.kind,
+            "attempts": task.attempts,
+            "error": task.last_error,
+        }),
+    )
+    .await
+}
+
+/// What the payment step needs to know about an order.
+#[derive(Debug, Clone, Queryable)]
+pub struct ChargeFacts {
+    pub status: String,
+    pub total_cents: i64,
+    pub currency: String,
+    pub payment_token: String,
+}
+
+pub async fn charge_facts(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<ChargeFacts>> {
+    orders::table
+        .find(order_id)
+        .select((
+            orders::status,
+            orders::total_cents,
+            orders::currency,
+            orders::payment_token,
+        ))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The captured payment of an order, if any: (gateway charge id, amount).
+pub async fn captured_payment(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<(Option<String>, i64)>> {
+    payments::table
+        .find(order_id)
+        .filter(payments::status.eq(PaymentStatus::Captured.as_str()))
+        .select((payments::gateway_charge_id, payments::amount_cents))
+        .first(conn)
+        .await
+        .optional()
+}

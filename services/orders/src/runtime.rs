@@ -1,0 +1,96 @@
+//! What every worker service does around its handlers: configuration, the pool, the
+//! LISTEN connection, one claim loop per task kind, and a graceful stop on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use orderflow_queue::{Listener, TaskHandler, Worker, WorkerOptions};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DatabaseConfig, WorkerConfig};
+use crate::db::{self, Pool};
+use crate::tasks::TaskKind;
+
+pub struct WorkerRuntime {
+    pub pool: Pool,
+    database_url: String,
+    options: WorkerOptions,
+    listener: Listener,
+    shutdown: CancellationToken,
+    workers: JoinSet<()>,
+}
+
+impl WorkerRuntime {
+    pub fn new(database: &DatabaseConfig, worker: &WorkerConfig, kinds: &[TaskKind]) -> Self {
+        let names: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        Self {
+            pool: db::pool(database),
+            database_url: database.url.expose().to_string(),
+            options: WorkerOptions {
+                concurrency: worker.concurrency,
+                poll_interval: worker.poll_interval,
+                shutdown_grace: worker.shutdown_grace,
+            },
+            listener: Listener::new(&names),
+            shutdown: CancellationToken::new(),
+            workers: JoinSet::new(),
+        }
+    }
+
+    /// Cancelling this token stops the workers as a signal would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn spawn<H: TaskHandler>(&mut self, kind: TaskKind, handler: H) {
+        let worker = Worker::new(
+            self.pool.clone(),
+            kind.config(),
+            Arc::new(handler),
+            self.options.clone(),
+            self.listener.wakeup(kind.as_str()),
+        );
+        self.workers.spawn(worker.run(self.shutdown.clone()));
+    }
+
+    /// Runs until SIGTERM/SIGINT (or the shutdown token), then drains the workers.
+    pub async fn run(mut self) {
+        let listener = tokio::spawn(
+            self.listener
+                .clone()
+                .run(self.database_url.clone(), self.shutdown.clone()),
+        );
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutdown requested"),
+            _ = self.shutdown.cancelled() => {}
+        }
+        self.shutdown.cancel();
+        while self.workers.join_next().await.is_some() {}
+        let _ = listener.await;
+        tracing::info!("workers stopped");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

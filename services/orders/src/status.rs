@@ -1,0 +1,82 @@
+//! The vocabulary of the order lifecycle: one enum per fact, used by the API, the
+//! workers and the tests alike. Stored as text; `as_str` is the stored form.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(value: &str) -> Option<Self> {
+                match value { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where an order is in its lifecycle. `fulfilled` and `cancelled` are terminal.
+    OrderStatus {
+        Pending => "pending",
+        Paid => "paid",
+        Reserved => "reserved",
+        Fulfilled => "fulfilled",
+        Cancelled => "cancelled",
+    }
+);
+
+impl OrderStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Fulfilled | Self::Cancelled)
+    }
+}
+
+text_enum!(CancelReason {
+    PaymentDeclined => "payment_declined",
+    OutOfStock => "out_of_stock",
+    CustomerRequest => "customer_request",
+});
+
+text_enum!(
+    /// Timeline entries, named after the state the order reached.
+    EventType {
+        Placed => "placed",
+        Paid => "paid",
+        Reserved => "reserved",
+        Fulfilled => "fulfilled",
+        Cancelled => "cancelled",
+        Refunded => "refunded",
+        Notified => "notified",
+        TaskDead => "task_dead",
+    }
+);
+
+text_enum!(PaymentStatus {
+    Captured => "captured",
+    Declined => "declined",
+    Refunded => "refunded",
+});
+
+text_enum!(
+    /// The e-mails an order can get; also the `X-Notification-Kind` header.
+    NotificationKind {
+        OrderConfirmed => "order_confirmed",
+        OrderCancelled => "order_cancelled",
+    }
+);

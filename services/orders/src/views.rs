@@ -1,0 +1,224 @@
+//! Orders and products as the API shows them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::schema::{order_events, order_items, orders, payments, products};
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = products)]
+pub struct Product {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = order_items)]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = payments)]
+pub struct PaymentView {
+    pub status: String,
+    pub amount_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+struct OrderRow {
+    id: Uuid,
+    status: String,
+    cancel_reason: Option<String>,
+    customer_email: String,
+    customer_name: String,
+    shipping_address: Option<serde_json::Value>,
+    total_cents: i64,
+    currency: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub status: String,
+    pub cancel_reason: Option<String>,
+    pub customer: Customer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<serde_json::Value>,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub payment: Option<PaymentView>,
+    pub events: Vec<OrderEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One order with its lines, payment and timeline; `None` when it does not exist.
+pub async fn load_order(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<Order>> {
+    let Some(row) = orders::table
+        .find(order_id)
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let items = order_items::table
+        .filter(order_items::order_id.eq(order_id))
+        .order(order_items::line_no)
+        .select(OrderItem::as_select())
+        .load(conn)
+        .await?;
+    let payment = payments::table
+        .find(order_id)
+        .select(PaymentView::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let events = order_events::table
+        .filter(order_events::order_id.eq(order_id))
+        .order(order_events::id)
+        .select((
+            order_events::event_type,
+            order_events::at,
+            order_events::details,
+        ))
+        .load::<(String, DateTime<Utc>, serde_json::Value)>(conn)
+        .await?
+        .into_iter()
+        .map(|(event_type, at, details)| OrderEvent {
+            event_type,
+            at,
+            details: match details {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+        })
+        .collect();
+    Ok(Some(Order {
+        id: row.id,
+        status: row.status,
+        cancel_reason: row.cancel_reason,
+        customer: Customer {
+            email: row.customer_email,
+            name: row.customer_name,
+        },
+        shipping_address: row.shipping_address,
+        items,
+        total_cents: row.total_cents,
+        currency: row.currency,
+        payment,
+        events,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }))
+}
+
+/// A summary row of the order list.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+pub struct OrderSummary {
+    pub id: Uuid,
+    pub status: String,
+    pub cancel_reason: Option<String>,
+    pub customer_email: String,
+    pub total_cents: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where the next page starts: the last row of the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl OrderCursor {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (micros, id) = raw.split_once('_')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// A page of orders, newest first, and the cursor of the next page if there is one.
+pub async fn list_orders(
+    conn: &mut AsyncPgConnection,
+    status: Option<&str>,
+    limit: i64,
+    after: Option<OrderCursor>,
+) -> QueryResult<(Vec<OrderSummary>, Option<OrderCursor>)> {
+    let mut query = orders::table
+        .select(OrderSummary::as_select())
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(orders::status.eq(status.to_string()));
+    }
+    if let Some(cursor) = after {
+        query = query.filter(
+            orders::created_at
+                .lt(cursor.created_at)
+                .or(orders::created_at
+                    .eq(cursor.created_at)
+                    .and(orders::id.lt(cursor.id))),
+        );
+    }
+    let mut rows = query.load(conn).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| OrderCursor {
+            created_at: row.created_at,
+            id: row.id,
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}

@@ -1,0 +1,143 @@
+//! Charges and refunds. The gateway is called with no transaction open; its answer is
+//! recorded in the transaction that completes the task.
+
+use std::sync::Arc;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use orderflow::db::Pool;
+use orderflow::lifecycle;
+use orderflow::payment::{self, ChargeRequest, GatewayError, PaymentGateway, RefundRequest};
+use orderflow::runtime::WorkerRuntime;
+use orderflow::status::OrderStatus;
+use orderflow::tasks::{self, OrderTask, TaskKind};
+use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
+
+pub const KINDS: &[TaskKind] = &[TaskKind::PaymentCharge, TaskKind::PaymentRefund];
+
+pub fn register(runtime: &mut WorkerRuntime, gateway: Arc<dyn PaymentGateway>) {
+    let pool = runtime.pool.clone();
+    runtime.spawn(
+        TaskKind::PaymentCharge,
+        ChargePayment {
+            pool: pool.clone(),
+            gateway: Arc::clone(&gateway),
+        },
+    );
+    runtime.spawn(TaskKind::PaymentRefund, RefundPayment { pool, gateway });
+}
+
+fn gateway_error(error: GatewayError) -> TaskError {
+    match error {
+        GatewayError::Transient(_) => TaskError::retryable(error),
+        GatewayError::Rejected(_) => TaskError::permanent(error),
+    }
+}
+
+/// Completes the task without effects: the order has moved on (duplicate or late task).
+async fn complete_only(pool: &Pool, task: &ClaimedTask) -> Result<Completion, TaskError> {
+    let mut conn = pool.get().await?;
+    conn.transaction(async |conn| task.complete(conn).await)
+        .await
+}
+
+pub struct ChargePayment {
+    pool: Pool,
+    gateway: Arc<dyn PaymentGateway>,
+}
+
+impl TaskHandler for ChargePayment {
+    #[tracing::instrument(name = "charge_payment", skip_all, fields(order_id))]
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        let OrderTask { order_id } = task.payload()?;
+        tracing::Span::current().record("order_id", tracing::field::display(order_id));
+        let facts = {
+            let mut conn = self.pool.get().await?;
+            lifecycle::charge_facts(&mut conn, order_id).await?
+        };
+        let Some(facts) = facts else {
+            return Err(TaskError::permanent(format!(
+                "order {order_id} does not exist"
+            )));
+        };
+        if facts.status != OrderStatus::Pending.as_str() {
+            return complete_only(&self.pool, &task).await;
+        }
+
+        let outcome = self
+            .gateway
+            .charge(&ChargeRequest {
+                idempotency_key: payment::charge_key(order_id),
+                token: facts.payment_token,
+                amount_cents: facts.total_cents,
+                currency: facts.currency,
+            })
+            .await
+            .map_err(gateway_error)?;
+        tracing::info!(?outcome, "charge answered");
+
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| {
+            let completion = task.complete(conn).await?;
+            lifecycle::record_charge(conn, order_id, facts.total_cents, &outcome).await?;
+            Ok(completion)
+        })
+        .await
+    }
+
+    async fn on_dead(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &DeadTask,
+    ) -> diesel::QueryResult<()> {
+        tasks::record_dead_on_timeline(conn, task).await
+    }
+}
+
+pub struct RefundPayment {
+    pool: Pool,
+    gateway: Arc<dyn PaymentGateway>,
+}
+
+impl TaskHandler for RefundPayment {
+    #[tracing::instrument(name = "refund_payment", skip_all, fields(order_id))]
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        let OrderTask { order_id } = task.payload()?;
+        tracing::Span::current().record("order_id", tracing::field::display(order_id));
+        let captured = {
+            let mut conn = self.pool.get().await?;
+            lifecycle::captured_payment(&mut conn, order_id).await?
+        };
+        let Some((charge_id, amount_cents)) = captured else {
+            // Nothing captured (or already refunded): nothing to give back.
+            return complete_only(&self.pool, &task).await;
+        };
+        let charge_id = charge_id
+            .ok_or_else(|| TaskError::permanent("captured payment without a charge id"))?;
+        let refund_id = self
+            .gateway
+            .refund(&RefundRequest {
+                idempotency_key: payment::refund_key(order_id),
+                charge_id,
+                amount_cents,
+            })
+            .await
+            .map_err(gateway_error)?;
+        tracing::info!(%refund_id, "refunded");
+
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| {
+            let completion = task.complete(conn).await?;
+            lifecycle::record_refund(conn, order_id, &refund_id).await?;
+            Ok(completion)
+        })
+        .await
+    }
+
+    async fn on_dead(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &DeadTask,
+    ) -> diesel::QueryResult<()> {
+        tasks::record_dead_on_timeline(conn, task).await
+    }
+}

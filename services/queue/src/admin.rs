@@ -1,0 +1,97 @@
+//! What operators need to see and do: the queue by kind and state, dead tasks, retries.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Double, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use crate::notify_channel;
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct KindStateCount {
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    /// For `waiting`: how long the oldest due task has waited. For `running`: how far past
+    /// its lease the most overdue task is (stuck), or 0.
+    #[diesel(sql_type = Nullable<Double>)]
+    pub oldest_age_seconds: Option<f64>,
+}
+
+/// Counts by kind and state. Completed tasks are counted too; the waiting age is measured
+/// from when the task became due.
+pub async fn overview(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
+    diesel::sql_query(
+        "SELECT kind, state, count(*) AS count, \
+                CASE state \
+                  WHEN 'waiting' THEN extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 \
+                  WHEN 'running' THEN greatest(0, extract(epoch FROM now() - min(lease_expires_at)))::float8 \
+                END AS oldest_age_seconds \
+         FROM tasks GROUP BY kind, state ORDER BY kind, state",
+    )
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct DeadTaskView {
+    #[diesel(sql_type = Int8)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: serde_json::Value,
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    pub errors: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub died_at: DateTime<Utc>,
+}
+
+/// Dead tasks, most recent first.
+pub async fn dead_tasks(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> diesel::QueryResult<Vec<DeadTaskView>> {
+    diesel::sql_query(
+        "SELECT id, kind, payload, attempts, last_error, errors, created_at, updated_at AS died_at \
+         FROM tasks WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Gives a dead task a fresh set of attempts, due now. Returns false when the task does
+/// not exist or is not dead.
+pub async fn retry_dead(conn: &mut AsyncPgConnection, task_id: i64) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Retried {
+        #[diesel(sql_type = Text)]
+        kind: String,
+    }
+    let retried: Vec<Retried> = diesel::sql_query(
+        "UPDATE tasks SET state = 'waiting', attempts = 0, run_at = now(), updated_at = now() \
+         WHERE id = $1 AND state = 'dead' RETURNING kind",
+    )
+    .bind::<Int8, _>(task_id)
+    .load(conn)
+    .await?;
+    let Some(task) = retried.into_iter().next() else {
+        return Ok(false);
+    };
+    diesel::sql_query("SELECT pg_notify($1, '')")
+        .bind::<Text, _>(notify_channel(&task.kind))
+        .execute(conn)
+        .await?;
+    Ok(true)
+}

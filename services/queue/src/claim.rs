@@ -1,0 +1,142 @@
+use std::time::Duration;
+
+use diesel::sql_types::{Bool, Double, Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::{ClaimedTask, DeadTask, NewTask, TaskError};
+
+/// The NOTIFY channel of a task kind.
+pub fn notify_channel(kind: &str) -> String {
+    format!("tasks.{kind}")
+}
+
+/// Enqueues a task on the caller's connection. Inside a transaction, the task (and its
+/// NOTIFY) exist only if the transaction commits. PostgreSQL folds identical
+/// notifications of one transaction into one, so enqueueing many tasks of a kind costs
+/// one wake-up.
+pub async fn enqueue(conn: &mut AsyncPgConnection, task: &NewTask) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
+    let inserted: Inserted = diesel::sql_query(
+        "WITH inserted AS ( \
+             INSERT INTO tasks (kind, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id) \
+         SELECT id, pg_notify($4, '') IS NULL AS notified FROM inserted",
+    )
+    .bind::<Text, _>(task.kind)
+    .bind::<Jsonb, _>(&task.payload)
+    .bind::<Int4, _>(task.max_attempts)
+    .bind::<Text, _>(notify_channel(task.kind))
+    .get_result(conn)
+    .await?;
+    Ok(inserted.id)
+}
+
+/// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and
+/// running tasks whose lease expired (their worker died) with attempts left. Each gets a
+/// fresh claim token and a lease of `lease`. The statement commits on its own: no
+/// transaction is held while the tasks run.
+pub async fn claim_batch(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    limit: i64,
+    lease: Duration,
+) -> diesel::QueryResult<Vec<ClaimedTask>> {
+    diesel::sql_query(
+        "UPDATE tasks AS t \
+         SET state = 'running', claim_token = gen_random_uuid(), attempts = t.attempts + 1, \
+             lease_expires_at = now() + make_interval(secs => $3), updated_at = now() \
+         FROM ( \
+             SELECT id FROM tasks \
+             WHERE kind = $1 \
+               AND ((state = 'waiting' AND run_at <= now()) \
+                 OR (state = 'running' AND lease_expires_at < now() AND attempts < max_attempts)) \
+             ORDER BY run_at, id \
+             LIMIT $2 \
+             FOR UPDATE SKIP LOCKED) AS due \
+         WHERE t.id = due.id \
+         RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
+                   t.claim_token, t.lease_expires_at",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Int8, _>(limit)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .load(conn)
+    .await
+}
+
+/// What happened to a task whose attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// It waits for another attempt after the backoff.
+    Retrying,
+    /// Permanent error or attempts exhausted.
+    Dead,
+    /// Our claim was gone (re-claimed by another worker): nothing recorded.
+    ClaimLost,
+}
+
+/// Records a failed attempt: back to `waiting` after `backoff`, or `dead` when the error is
+/// permanent or this was the last attempt. Every attempt's error is kept on the task.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    task: &ClaimedTask,
+    error: &TaskError,
+    backoff: Duration,
+) -> diesel::QueryResult<FailureOutcome> {
+    #[derive(QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = Text)]
+        state: String,
+    }
+    let permanent = matches!(error, TaskError::Permanent(_));
+    let outcome: Option<Outcome> = diesel::sql_query(
+        "UPDATE tasks SET \
+             state = CASE WHEN $3 OR attempts >= max_attempts THEN 'dead' ELSE 'waiting' END, \
+             run_at = now() + make_interval(secs => $4), \
+             claim_token = NULL, lease_expires_at = NULL, last_error = $5, updated_at = now(), \
+             errors = errors || jsonb_build_array(jsonb_build_object( \
+                 'attempt', attempts, 'at', now(), 'error', $5::text)) \
+         WHERE id = $1 AND claim_token = $2 AND state = 'running' \
+         RETURNING state",
+    )
+    .bind::<Int8, _>(task.id)
+    .bind::<SqlUuid, _>(task.claim_token)
+    .bind::<Bool, _>(permanent)
+    .bind::<Double, _>(backoff.as_secs_f64())
+    .bind::<Text, _>(error.to_string())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(match outcome.map(|o| o.state) {
+        None => FailureOutcome::ClaimLost,
+        Some(state) if state == "dead" => FailureOutcome::Dead,
+        Some(_) => FailureOutcome::Retrying,
+    })
+}
+
+/// Moves tasks whose worker died during their last attempt (lease expired, no attempts
+/// left) to `dead`, returning them so the owner's dead hook can run.
+pub(crate) async fn bury_expired(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+) -> diesel::QueryResult<Vec<DeadTask>> {
+    diesel::sql_query(
+        "UPDATE tasks SET state = 'dead', last_error = 'lease expired during the last attempt', \
+             errors = errors || jsonb_build_array(jsonb_build_object( \
+                 'attempt', attempts, 'at', now(), 'error', 'lease expired during the last attempt')), \
+             claim_token = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE id IN ( \
+             SELECT id FROM tasks \
+             WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
+               AND attempts >= max_attempts \
+             FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, last_error",
+    )
+    .bind::<Text, _>(kind)
+    .load(conn)
+    .await
+}

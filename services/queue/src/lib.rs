@@ -1,0 +1,42 @@
+//! A PostgreSQL task queue. It knows task kinds and payloads only as data; the
+//! services that use it bring the meaning.
+//!
+//! # Guarantees
+//! - **Transactional enqueue.** [`enqueue`] runs on the caller's connection, inside the
+//!   caller's transaction: a task exists if and only if that transaction commits. The
+//!   same statement sends a NOTIFY on the kind's channel, delivered at commit.
+//! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
+//!   with `FOR UPDATE SKIP LOCKED`, gives each a fresh claim token and a lease, and
+//!   commits at once: no transaction stays open while a task runs.
+//! - **Fenced completion.** A handler finishes a task by calling [`ClaimedTask::complete`]
+//!   as the first statement of the transaction that writes the task's effects and its
+//!   follow-up tasks. It succeeds only while the claim token matches and the lease is
+//!   live, so a worker whose claim was lost cannot commit: effects in PostgreSQL are
+//!   exactly-once although delivery is at-least-once.
+//! - **Nothing is lost.** A task whose lease expired (its worker died) is claimable again.
+//! - **Retries, then dead.** A failed attempt is retried after exponential backoff with
+//!   jitter, up to the kind's attempt limit; a permanent error or the last attempt moves
+//!   the task to `dead`, with every attempt's error kept. The handler's dead hook runs in
+//!   the same transaction, so the owner of the task can make the failure visible. Dead
+//!   tasks can be retried by an operator ([`admin::retry_dead`]).
+//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback.
+//! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
+//!   finish within a grace period.
+
+mod claim;
+mod error;
+mod listener;
+mod schema;
+mod task;
+mod worker;
+
+pub mod admin;
+
+pub use claim::{claim_batch, enqueue, fail, notify_channel, FailureOutcome};
+pub use error::TaskError;
+pub use listener::Listener;
+pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask, TaskState};
+pub use worker::{TaskHandler, Worker, WorkerOptions};
+
+/// The connection pool the queue works with.
+pub type Pool = diesel_async::pooled_connection::bb8::Pool<diesel_async::AsyncPgConnection>;

@@ -1,0 +1,168 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::TaskError;
+
+/// The states a task moves through. `completed` and `dead` are final until an operator
+/// retries a dead task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Waiting,
+    Running,
+    Completed,
+    Dead,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 4] = [Self::Waiting, Self::Running, Self::Completed, Self::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == value)
+    }
+}
+
+/// How the queue treats one kind of task.
+#[derive(Debug, Clone)]
+pub struct KindConfig {
+    pub kind: &'static str,
+    /// Attempts before the task is dead (the first run counts).
+    pub max_attempts: i32,
+    /// How long a claim is exclusive. A task that runs longer may be claimed again.
+    pub lease: Duration,
+    /// Backoff before the second attempt; doubles per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl KindConfig {
+    /// Delay before retrying after `attempt` failed: exponential, capped, with "equal
+    /// jitter" (half fixed, half random) so that tasks failing together spread out.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
+        let full = self
+            .base_backoff
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.max_backoff);
+        let half = full / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// A task to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+    pub max_attempts: i32,
+}
+
+impl NewTask {
+    pub fn new(config: &KindConfig, payload: serde_json::Value) -> Self {
+        Self {
+            kind: config.kind,
+            payload,
+            max_attempts: config.max_attempts,
+        }
+    }
+}
+
+/// A task this worker holds under a lease. Only the holder of the current claim token
+/// can complete or fail it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ClaimedTask {
+    #[diesel(sql_type = Int8)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: serde_json::Value,
+    /// 1 on the first run.
+    #[diesel(sql_type = Int4)]
+    pub attempt: i32,
+    #[diesel(sql_type = Int4)]
+    pub max_attempts: i32,
+    #[diesel(sql_type = SqlUuid)]
+    pub claim_token: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// Proof that a task's completion was written in the current transaction. Handlers
+/// return it, so a handler cannot forget to complete its task.
+#[derive(Debug)]
+#[must_use]
+pub struct Completion {
+    pub task_id: i64,
+}
+
+impl ClaimedTask {
+    /// Marks the task completed, fenced by the claim token and the lease. Call it first in
+    /// the transaction that writes the task's effects: it locks the task row, so a
+    /// concurrent re-claim waits, and it fails with [`TaskError::ClaimLost`] when the claim
+    /// is no longer ours, which rolls the whole transaction back.
+    pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<Completion, TaskError> {
+        let updated = diesel::sql_query(
+            "UPDATE tasks SET state = 'completed', completed_at = now(), updated_at = now(), \
+                    claim_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND claim_token = $2 AND state = 'running' \
+               AND lease_expires_at > clock_timestamp()",
+        )
+        .bind::<Int8, _>(self.id)
+        .bind::<SqlUuid, _>(self.claim_token)
+        .execute(conn)
+        .await?;
+        if updated == 1 {
+            Ok(Completion { task_id: self.id })
+        } else {
+            Err(TaskError::ClaimLost)
+        }
+    }
+
+    /// The payload decoded into the kind's payload type; a payload that does not decode
+    /// never will, so the error is permanent.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, TaskError> {
+        serde_json::from_value(self.payload.clone())
+            .map_err(|error| TaskError::permanent(format!("bad {} payload: {error}", self.kind)))
+    }
+}
+
+/// A task that has just been moved to `dead`, as the owner's dead hook sees it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DeadTask {
+    #[diesel(sql_type = Int8)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: serde_json::Value,
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub last_error: Option<String>,
+}
+
+impl From<&ClaimedTask> for DeadTask {
+    fn from(task: &ClaimedTask) -> Self {
+        Self {
+            id: task.id,
+            kind: task.kind.clone(),
+            payload: task.payload.clone(),
+            attempts: task.attempt,
+            last_error: None,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::claim::bury_expired;
+use crate::{
+    claim_batch, fail, ClaimedTask, Completion, DeadTask, FailureOutcome, KindConfig, Pool,
+    TaskError,
+};
+
+/// The business step of one task kind.
+pub trait TaskHandler: Send + Sync + 'static {
+    /// Runs one attempt. Talk to the outside world first, with no transaction open; then
+    /// write the effects and follow-up tasks in one transaction that begins with
+    /// [`ClaimedTask::complete`], and return its [`Completion`].
+    fn run(&self, task: ClaimedTask) -> impl Future<Output = Result<Completion, TaskError>> + Send;
+
+    /// Runs in the transaction that moves a task to `dead`, so that the failure is
+    /// recorded where its owner will see it.
+    fn on_dead(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &DeadTask,
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Tasks of this kind running at once in this process.
+    pub concurrency: usize,
+    /// Fallback when no NOTIFY arrives (listener down, missed wake-up, retries coming due).
+    pub poll_interval: Duration,
+    /// How long in-flight tasks may take to finish after shutdown is requested.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Claims and runs the tasks of one kind until shut down.
+pub struct Worker<H> {
+    pool: Pool,
+    kind: KindConfig,
+    handler: Arc<H>,
+    options: WorkerOptions,
+    wakeup: Arc<Notify>,
+}
+
+impl<H: TaskHandler> Worker<H> {
+    pub fn new(
+        pool: Pool,
+        kind: KindConfig,
+        handler: Arc<H>,
+        options: WorkerOptions,
+        wakeup: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            kind,
+            handler,
+            options,
+            wakeup,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops claiming and waits up to the grace
+    /// period for in-flight tasks. A task still running after that is abandoned: its
+    /// transaction never commits and its lease makes it claimable again.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let concurrency = self.options.concurrency.max(1);
+        let mut running = JoinSet::new();
+        let mut poll = tokio::time::interval(self.options.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(kind = self.kind.kind, concurrency, "worker started");
+
+        while !shutdown.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            let free = concurrency - running.len();
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(tasks) => {
+                        let full = tasks.len() == free;
+                        for task in tasks {
+                            running.spawn(self.execute(task));
+                        }
+                        // A full batch means more may be waiting: claim again as soon
+                        // as a slot frees up, without waiting for a wake-up.
+                        if full {
+                            tokio::select! {
+                                _ = running.join_next() => {}
+                                _ = shutdown.cancelled() => {}
+                            }
+                            continue;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(kind = self.kind.kind, %error, "claiming tasks failed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = self.wakeup.notified() => {}
+                _ = poll.tick() => self.bury_expired().await,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+
+        tracing::info!(
+            kind = self.kind.kind,
+            in_flight = running.len(),
+            "worker stopping"
+        );
+        let drained = tokio::time::timeout(self.options.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                kind = self.kind.kind,
+                abandoned = running.len(),
+                "grace period over; abandoned tasks will be re-claimed when their lease expires"
+            );
+            running.abort_all();
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedTask>, TaskError> {
+        let mut conn = self.pool.get().await?;
+        Ok(claim_batch(&mut conn, self.kind.kind, limit as i64, self.kind.lease).await?)
+    }
+
+    fn execute(&self, task: ClaimedTask) -> impl Future<Output = ()> + Send + 'static {
+        let pool = self.pool.clone();
+        let kind = self.kind.clone();
+        let handler = Arc::clone(&self.handler);
+        let span = tracing::info_span!("task", task_id = task.id, kind = %task.kind, attempt = task.attempt);
+        async move {
+            match handler.run(task.clone()).await {
+                Ok(_) => tracing::debug!("task completed"),
+                Err(TaskError::ClaimLost) => {
+                    tracing::warn!("claim lost before completion; another attempt owns the task")
+                }
+                Err(error) => record_failure(&pool, &kind, handler.as_ref(), &task, error).await,
+            }
+        }
+        .instrument(span)
+    }
+
+    /// Tasks whose worker died on their last attempt would otherwise sit in `running`.
+    async fn bury_expired(&self) {
+        let result: Result<Vec<DeadTask>, TaskError> = async {
+            let mut conn = self.pool.get().await?;
+            let handler = self.handler.as_ref();
+            let kind = self.kind.kind;
+            Ok(conn
+                .transaction(async |conn| {
+                    let buried = bury_expired(conn, kind).await?;
+                    for task in &buried {
+                        handler.on_dead(conn, task).await?;
+                    }
+                    Ok::<_, diesel::result::Error>(buried)
+                })
+                .await?)
+        }
+        .await;
+        match result {
+            Ok(buried) => {
+                for task in buried {
+                    tracing::error!(task_id = task.id, kind = %task.kind, "task dead: lease expired during its last attempt");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
+            }
+        }
+    }
+}
+
+async fn record_failure<H: TaskHandler>(
+    pool: &Pool,
+    kind: &KindConfig,
+    handler: &H,
+    task: &ClaimedTask,
+    error: TaskError,
+) {
+    let backoff = kind.backoff(task.attempt);
+    let result: Result<FailureOutcome, TaskError> = async {
+        let mut conn = pool.get().await?;
+        Ok(conn
+            .transaction(async |conn| {
+                let outcome = fail(conn, task, &error, backoff).await?;
+                if outcome == FailureOutcome::Dead {
+                    let mut dead = DeadTask::from(task);
+                    dead.last_error = Some(error.to_string());
+                    handler.on_dead(conn, &dead).await?;
+                }
+                Ok::<_, diesel::result::Error>(outcome)
+            })
+            .await?)
+    }
+    .await;
+    match result {
+        Ok(FailureOutcome::Retrying) => {
+            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "task attempt failed")
+        }
+        Ok(FailureOutcome::Dead) => tracing::error!(%error, "task dead"),
+        Ok(FailureOutcome::ClaimLost) => {
+            tracing::warn!(%error, "task failed after its claim was lost")
+        }
+        // The lease will expire and the task will be claimed again.
+        Err(record_error) => {
+            tracing::error!(%error, %record_error, "could not record the task's failure")
+        }
+    }
+}
