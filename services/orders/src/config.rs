@@ -57,6 +57,10 @@ fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -54,17 +54,26 @@ impl WorkerRuntime {
     }
 
     /// Runs until SIGTERM/SIGINT (or the shutdown token), then drains the workers.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown_signal() => tracing::info!("shutdown requested"),
+                _ = shutdown.cancelled() => {}
+            }
+            shutdown.cancel();
+        });
+        self.run_until_stopped().await;
+    }
+
+    /// Runs until the shutdown token is cancelled, then drains the workers.
+    pub async fn run_until_stopped(mut self) {
         let listener = tokio::spawn(
             self.listener
                 .clone()
                 .run(self.database_url.clone(), self.shutdown.clone()),
         );
-        tokio::select! {
-            _ = shutdown_signal() => tracing::info!("shutdown requested"),
-            _ = self.shutdown.cancelled() => {}
-        }
-        self.shutdown.cancel();
+        self.shutdown.cancelled().await;
         while self.workers.join_next().await.is_some() {}
         let _ = listener.await;
         tracing::info!("workers stopped");

@@ -1,0 +1,114 @@
+# Shared by the scripts: finding or starting PostgreSQL, and a Python for the test tools.
+# Source it; it expects ROOT to be the project folder.
+
+: "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/orderflow}"
+export DATABASE_URL
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# postgres://user[:pass]@host[:port]/db -> variables (no secrets printed).
+parse_database_url() {
+    local rest="${DATABASE_URL#*://}"
+    local auth="${rest%%@*}"
+    [ "$auth" = "$rest" ] && auth=""
+    rest="${rest#*@}"
+    local hostport="${rest%%/*}"
+    PG_DB="${rest#*/}"; PG_DB="${PG_DB%%\?*}"
+    PG_HOST="${hostport%%:*}"
+    PG_PORT="${hostport##*:}"; [ "$PG_PORT" = "$hostport" ] && PG_PORT=5432
+    PG_USER="${auth%%:*}"; [ -n "$PG_USER" ] || PG_USER=postgres
+    SERVER_URL="${DATABASE_URL%/*}"
+}
+
+pg_bin_dir() {
+    local dir
+    for dir in /usr/lib/postgresql/*/bin; do
+        [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+    done
+    return 1
+}
+
+ensure_postgres_binaries() {
+    if pg_bin_dir >/dev/null && command -v psql >/dev/null; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing PostgreSQL from Debian's packages"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+            || die "apt-get install postgresql failed"
+        # Debian's package may start its own cluster; ours is managed below.
+    else
+        die "PostgreSQL is not reachable at $PG_HOST:$PG_PORT and its binaries are missing. Install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL to a server you have."
+    fi
+}
+
+server_reachable() {
+    psql "$SERVER_URL/postgres" -qtAc 'SELECT 1' >/dev/null 2>&1
+}
+
+# Starts a private cluster under .data/pg on the port of DATABASE_URL (trust auth, user postgres).
+start_private_cluster() {
+    local bin data run owner
+    bin="$(pg_bin_dir)" || die "no PostgreSQL server binaries found"
+    data="$ROOT/.data/pg"
+    run="$ROOT/.data/pg-run"
+    mkdir -p "$data" "$run"
+    owner=""
+    # initdb refuses to run as root: run the cluster as the postgres user then.
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir "$ROOT/.data" postgres
+        chown -R postgres "$data" "$run"
+        chmod 700 "$data"
+        owner=postgres
+    fi
+    as_owner() { if [ -n "$owner" ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
+    if [ ! -f "$data/PG_VERSION" ]; then
+        log "creating a private PostgreSQL cluster in .data/pg"
+        as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null \
+            || die "initdb failed"
+    fi
+    log "starting the private PostgreSQL cluster on port $PG_PORT"
+    as_owner "$bin/pg_ctl" -D "$data" -l "$ROOT/.data/pg.log" -w -t 60 \
+        -o "-p $PG_PORT -k $run -c listen_addresses=$PG_HOST -c max_connections=300 -c fsync=on" start >/dev/null \
+        || die "PostgreSQL did not start; see .data/pg.log"
+}
+
+# Makes DATABASE_URL's server reachable (starting a private cluster when none answers)
+# and its database exist.
+ensure_postgres() {
+    parse_database_url
+    if ! command -v psql >/dev/null; then ensure_postgres_binaries; fi
+    if ! server_reachable; then
+        case "$PG_HOST" in
+            127.0.0.1|localhost) ;;
+            *) die "PostgreSQL at $PG_HOST:$PG_PORT is not reachable" ;;
+        esac
+        ensure_postgres_binaries
+        start_private_cluster
+        server_reachable || die "PostgreSQL still not reachable at $PG_HOST:$PG_PORT"
+    fi
+    if [ "$(psql "$SERVER_URL/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then
+        log "creating database $PG_DB"
+        psql "$SERVER_URL/postgres" -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null || die "cannot create database $PG_DB"
+    fi
+}
+
+# A Python virtualenv under .venv with the given packages; prints its python.
+ensure_python_tools() {
+    local venv="$ROOT/.venv"
+    command -v python3 >/dev/null || die "python3 is needed for the test SMTP server (aiosmtpd)"
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" 2>/dev/null || {
+            [ "$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"
+        } || die "cannot create a Python virtualenv"
+    fi
+    if ! "$venv/bin/python" -c "import $1" 2>/dev/null; then
+        log "installing $* into .venv"
+        "$venv/bin/pip" install -q "$@" >/dev/null || die "pip install $* failed"
+    fi
+    echo "$venv/bin/python"
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null || die "cargo is needed: install Rust (https://rustup.rs)"
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: finds or starts PostgreSQL, installs the test SMTP server,
+# builds, and runs every test against real services.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+. scripts/lib.sh
+
+ensure_rust
+ensure_postgres
+ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
+export ORDERFLOW_TEST_PYTHON
+export TEST_DATABASE_URL="$DATABASE_URL"
+
+# Leftovers of interrupted runs (each test normally drops its own database).
+psql "$SERVER_URL/postgres" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'orderflow_test_%'" \
+    | while read -r db; do [ -n "$db" ] && psql "$SERVER_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+
+log "building"
+cargo build --workspace --bins --tests --locked
+# Two cores: a few tests at a time, each with its own database.
+log "running the tests"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}" "$@"

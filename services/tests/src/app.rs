@@ -1,0 +1,233 @@
+//! The API and the workers, in-process, against a test database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
+use orderflow::email::Mailer;
+use orderflow::payment::SimulatedGateway;
+use orderflow::runtime::WorkerRuntime;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::TestDb;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    server: actix_web::dev::ServerHandle,
+}
+
+/// Starts the API on a free port against `db`.
+pub async fn spawn_app(db: &TestDb) -> TestApp {
+    let config = ApiConfig {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
+        cors_origins: Vec::new(),
+        migrate_on_start: false,
+    };
+    let app = order_api::startup::build(&config, db.pool(8))
+        .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
+    let server = app.server.handle();
+    tokio::spawn(app.server);
+    TestApp {
+        base_url: format!("http://{}", app.addr),
+        client: reqwest::Client::new(),
+        server,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        // Stopping is async; without a runtime (end of test) the server dies with it anyway.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { server.stop(false).await });
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: body: {e}"))
+    }
+
+    /// Creates a product through the admin API and returns its id.
+    pub async fn create_product(&self, sku: &str, price_cents: i64, stock: i64) -> String {
+        let response = self
+            .client
+            .post(self.url("/products"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "sku": sku, "name": format!("Product {sku}"), "price_cents": price_cents, "stock": stock }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /products: {e}"));
+        assert_eq!(response.status(), 201, "creating product {sku}");
+        let product: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        product["id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Places an order; returns the response for the caller to check.
+    pub async fn place_order(
+        &self,
+        token: &str,
+        items: &[(&str, i64)],
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/orders"))
+            .json(&order_body(token, items));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /orders: {e}"))
+    }
+
+    /// Waits until the order is fulfilled or cancelled and returns it.
+    pub async fn wait_terminal(&self, order_id: &str) -> Value {
+        crate::wait_until(
+            &format!("order {order_id} to finish"),
+            Duration::from_secs(30),
+            || async {
+                let order = self.get_json(&format!("/orders/{order_id}")).await;
+                matches!(order["status"].as_str(), Some("fulfilled" | "cancelled")).then_some(order)
+            },
+        )
+        .await
+    }
+}
+
+impl TestApp {
+    /// Waits until the order's timeline has an event of this type and returns the order.
+    pub async fn wait_until_event(&self, order_id: &str, event: &str) -> Value {
+        crate::wait_until(
+            &format!("a {event} event on {order_id}"),
+            Duration::from_secs(30),
+            || async {
+                let order = self.get_json(&format!("/orders/{order_id}")).await;
+                let events = order["events"].as_array().cloned().unwrap_or_default();
+                events.iter().any(|e| e["type"] == event).then_some(order)
+            },
+        )
+        .await
+    }
+}
+
+pub fn order_body(token: &str, items: &[(&str, i64)]) -> Value {
+    json!({
+        "customer": { "email": "ada@example.com", "name": "Ada Lovelace" },
+        "items": items.iter().map(|(id, quantity)| json!({ "product_id": id, "quantity": quantity })).collect::<Vec<_>>(),
+        "payment": { "token": token },
+    })
+}
+
+/// The three worker services running in-process; stopped on drop.
+pub struct Workers {
+    shutdown: Vec<CancellationToken>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    pub async fn stop(mut self) {
+        for token in &self.shutdown {
+            token.cancel();
+        }
+        for handle in self.handles.drain(..) {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for token in &self.shutdown {
+            token.cancel();
+        }
+    }
+}
+
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 8,
+        poll_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+/// Starts payment, inventory (`inventory_replicas` of them) and notification workers,
+/// sending e-mail to `smtp_url`.
+pub fn spawn_workers(db: &TestDb, smtp_url: &str, inventory_replicas: usize) -> Workers {
+    let database = db.database_config(8);
+    let worker = worker_config();
+    let mut runtimes = Vec::new();
+
+    let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
+    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
+        latency: Duration::ZERO,
+        transient_failure_rate: 0.0,
+    }));
+    payment_worker::register(&mut payment, gateway);
+    runtimes.push(payment);
+
+    for _ in 0..inventory_replicas.max(1) {
+        let mut inventory = WorkerRuntime::new(&database, &worker, inventory_worker::KINDS);
+        inventory_worker::register(&mut inventory);
+        runtimes.push(inventory);
+    }
+
+    let mail = MailConfig {
+        smtp_url: Some(Secret::new(smtp_url.to_string())),
+        mail_dir: std::env::temp_dir(),
+        from: "Orderflow <orders@orderflow.example>"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    };
+    let mailer = Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}"));
+    let mut notification = WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
+    notification_worker::register(&mut notification, mailer, mail.from);
+    runtimes.push(notification);
+
+    let shutdown = runtimes.iter().map(WorkerRuntime::shutdown_token).collect();
+    let handles = runtimes
+        .into_iter()
+        .map(|runtime| tokio::spawn(runtime.run_until_stopped()))
+        .collect();
+    Workers { shutdown, handles }
+}

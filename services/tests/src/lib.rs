@@ -1,0 +1,12 @@
+//! Test support. Every test gets its own database, cloned from a template that holds the
+//! migrated schema, so tests run in parallel and never see each other's rows.
+
+pub mod app;
+pub mod db;
+pub mod smtp;
+pub mod wait;
+
+pub use app::{spawn_app, spawn_workers, TestApp, Workers};
+pub use db::TestDb;
+pub use smtp::SmtpServer;
+pub use wait::wait_until;

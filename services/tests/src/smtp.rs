@@ -1,0 +1,116 @@
+//! A real SMTP server process (Python's aiosmtpd) that stores each message in a Maildir.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::wait_until;
+
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: PathBuf,
+    child: Child,
+}
+
+/// The Python that has aiosmtpd: `ORDERFLOW_TEST_PYTHON` (set by scripts/test.sh), else `python3`.
+fn python() -> String {
+    std::env::var("ORDERFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let maildir = std::env::temp_dir().join(format!(
+            "orderflow-maildir-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        Self::start_on(port, maildir).await
+    }
+
+    /// Starts (or restarts) a server on a given port and Maildir.
+    pub async fn start_on(port: u16, maildir: PathBuf) -> Self {
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start aiosmtpd with {} ({e}); run scripts/test.sh",
+                    python()
+                )
+            });
+        wait_until(
+            "the SMTP server to listen",
+            Duration::from_secs(20),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(drop)
+            },
+        )
+        .await;
+        Self {
+            port,
+            maildir,
+            child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        read_maildir(&self.maildir)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn read_maildir(maildir: &Path) -> Vec<String> {
+    ["new", "cur"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(maildir.join(sub)).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .collect()
+}
+
+/// The value of a header in a raw message (first occurrence, unfolded).
+pub fn header(message: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+        .map(|line| line[prefix.len()..].trim().to_string())
+}
