@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::wait_until;
-
 pub struct SmtpServer {
     pub port: u16,
     pub maildir: PathBuf,
@@ -37,7 +35,7 @@ impl SmtpServer {
 
     /// Starts (or restarts) a server on a given port and Maildir.
     pub async fn start_on(port: u16, maildir: PathBuf) -> Self {
-        let child = Command::new(python())
+        let mut child = Command::new(python())
             .args([
                 "-m",
                 "aiosmtpd",
@@ -57,17 +55,23 @@ impl SmtpServer {
                     python()
                 )
             });
-        wait_until(
-            "the SMTP server to listen",
-            Duration::from_secs(20),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(drop)
-            },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "aiosmtpd ({}) exited with {status}; run the tests through scripts/test.sh",
+                    python()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the SMTP server did not listen within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Self {
             port,
             maildir,

@@ -1,0 +1,116 @@
+//! Stock under contention: no overselling, no deadlocks.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use orderflow::schema::{order_items, orders, products};
+use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
+use serde_json::Value;
+
+async fn place_all(
+    app: &orderflow_tests::TestApp,
+    baskets: Vec<Vec<(String, i64)>>,
+) -> Vec<String> {
+    let requests = baskets.iter().map(|basket| {
+        let items: Vec<(&str, i64)> = basket.iter().map(|(id, q)| (id.as_str(), *q)).collect();
+        async move {
+            let response = app.place_order("tok_visa", &items, None).await;
+            assert_eq!(response.status(), 202);
+            response.json::<Value>().await.unwrap_or_default()["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_orders_racing_for_ten_units_fulfil_exactly_ten() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let scarce = app.create_product("SCARCE", 999, 10).await;
+    // Orders first, then two inventory workers competing for them.
+    let ids = place_all(&app, (0..50).map(|_| vec![(scarce.clone(), 1)]).collect()).await;
+    let workers = spawn_workers(&db, &smtp.url(), 2);
+
+    let mut fulfilled = 0;
+    let mut out_of_stock = 0;
+    for id in &ids {
+        let order = app.wait_terminal(id).await;
+        match (order["status"].as_str(), order["cancel_reason"].as_str()) {
+            (Some("fulfilled"), _) => fulfilled += 1,
+            (Some("cancelled"), Some("out_of_stock")) => out_of_stock += 1,
+            other => panic!("unexpected end state {other:?}"),
+        }
+    }
+    assert_eq!(fulfilled, 10);
+    assert_eq!(out_of_stock, 40);
+    assert_eq!(
+        app.get_json(&format!("/products/{scarce}")).await["stock"],
+        0
+    );
+    workers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_in_opposite_product_order_do_not_deadlock() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let a = app.create_product("A", 100, 1000).await;
+    let b = app.create_product("B", 100, 1000).await;
+    let c = app.create_product("C", 100, 1000).await;
+    let baskets = (0..60)
+        .map(|n| match n % 3 {
+            0 => vec![(a.clone(), 1), (b.clone(), 2), (c.clone(), 1)],
+            1 => vec![(c.clone(), 1), (b.clone(), 2), (a.clone(), 1)],
+            _ => vec![(b.clone(), 2), (a.clone(), 1), (c.clone(), 1)],
+        })
+        .collect();
+    let ids = place_all(&app, baskets).await;
+    let mut conn = db.connect().await;
+    let deadlocks_before = deadlocks(&mut conn, &db.name).await;
+    let workers = spawn_workers(&db, &smtp.url(), 2);
+
+    for id in &ids {
+        assert_eq!(app.wait_terminal(id).await["status"], "fulfilled");
+    }
+    assert_eq!(
+        deadlocks(&mut conn, &db.name).await,
+        deadlocks_before,
+        "PostgreSQL saw a deadlock"
+    );
+    let stock: Vec<i32> = products::table
+        .order(products::sku)
+        .select(products::stock)
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(stock, [1000 - 60, 1000 - 120, 1000 - 60]);
+
+    // Invariant 2: what left the shelves is what fulfilled orders hold.
+    let sold: Option<i64> = order_items::table
+        .inner_join(orders::table)
+        .filter(orders::status.eq_any(["fulfilled", "reserved"]))
+        .select(diesel::dsl::sum(order_items::quantity))
+        .first(&mut conn)
+        .await
+        .unwrap_or(None);
+    assert_eq!(sold, Some(240));
+    workers.stop().await;
+}
+
+async fn deadlocks(conn: &mut diesel_async::AsyncPgConnection, database: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deadlocks: i64,
+    }
+    diesel::sql_query("SELECT deadlocks FROM pg_stat_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(database)
+        .get_result::<Count>(conn)
+        .await
+        .map(|c| c.deadlocks)
+        .unwrap_or(-1)
+}
