@@ -1,0 +1,504 @@
+//! The queue's guarantees, each tried against a real PostgreSQL: fencing, lease expiry,
+//! backoff, dead tasks, transactional enqueue and NOTIFY wake-ups.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4, Jsonb, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use orderflow_queue::{
+    admin, claim_batch, enqueue, fail, ClaimedTask, Completion, DeadTask, FailureOutcome,
+    KindConfig, Listener, NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
+};
+use orderflow_tests::{wait_until, TestDb};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn kind(name: &'static str, max_attempts: i32) -> KindConfig {
+    KindConfig {
+        kind: name,
+        max_attempts,
+        lease: Duration::from_secs(30),
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+struct TaskRow {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    errors: serde_json::Value,
+}
+
+async fn task_row(conn: &mut AsyncPgConnection, id: i64) -> TaskRow {
+    diesel::sql_query("SELECT state, attempts, last_error, errors FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .get_result(conn)
+        .await
+        .unwrap_or_else(|e| panic!("task {id}: {e}"))
+}
+
+async fn enqueue_one(conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
+    enqueue(conn, &NewTask::new(config, json!({ "n": 1 })))
+        .await
+        .unwrap_or_else(|e| panic!("enqueue: {e}"))
+}
+
+/// A write standing for a task's effects, to see whether the transaction committed.
+async fn complete_with_marker(
+    conn: &mut AsyncPgConnection,
+    task: &ClaimedTask,
+) -> Result<Completion, TaskError> {
+    conn.transaction(async |conn| {
+        let completion = task.complete(conn).await?;
+        diesel::sql_query("CREATE TABLE IF NOT EXISTS effects (task_id bigint)")
+            .execute(conn)
+            .await?;
+        diesel::sql_query("INSERT INTO effects VALUES ($1)")
+            .bind::<BigInt, _>(task.id)
+            .execute(conn)
+            .await?;
+        Ok(completion)
+    })
+    .await
+}
+
+async fn effects(conn: &mut AsyncPgConnection) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'effects'")
+        .get_result::<Count>(conn)
+        .await
+        .map(|c| c.n)
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_whose_lease_expired_cannot_complete_its_task() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.fenced", 3);
+    let id = enqueue_one(&mut conn, &config).await;
+
+    // A zero lease has expired by the time anyone tries to complete.
+    let claimed = claim_batch(&mut conn, config.kind, 10, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+    let outcome = complete_with_marker(&mut conn, &claimed[0]).await;
+    assert!(matches!(outcome, Err(TaskError::ClaimLost)), "{outcome:?}");
+    assert_eq!(
+        effects(&mut conn).await,
+        0,
+        "the effects were rolled back with the completion"
+    );
+    assert_eq!(task_row(&mut conn, id).await.state, "running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_claim_is_claimed_again_and_only_the_new_claim_completes() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.reclaim", 3);
+    let id = enqueue_one(&mut conn, &config).await;
+
+    let first = claim_batch(&mut conn, config.kind, 10, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(first.len(), 1);
+    let second = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(second.len(), 1, "the expired claim is claimable again");
+    assert_eq!(second[0].id, id);
+    assert_eq!(second[0].attempt, 2);
+    assert_ne!(second[0].claim_token, first[0].claim_token);
+
+    assert!(matches!(
+        first[0].complete(&mut conn).await,
+        Err(TaskError::ClaimLost)
+    ));
+    assert!(complete_with_marker(&mut conn, &second[0]).await.is_ok());
+    assert_eq!(effects(&mut conn).await, 1);
+    assert_eq!(task_row(&mut conn, id).await.state, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_claim_is_not_handed_out_twice() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.exclusive", 3);
+    for _ in 0..5 {
+        enqueue_one(&mut conn, &config).await;
+    }
+    let first = claim_batch(&mut conn, config.kind, 3, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    let second = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    let third = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!((first.len(), second.len(), third.len()), (3, 2, 0));
+    let mut ids: Vec<i64> = first.iter().chain(&second).map(|t| t.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    // Another kind's claim path does not see these tasks.
+    let other = claim_batch(&mut conn, "test.other", 10, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert!(other.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_attempt_waits_for_its_backoff() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.backoff", 5);
+    let id = enqueue_one(&mut conn, &config).await;
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    let outcome = fail(
+        &mut conn,
+        &claimed[0],
+        &TaskError::retryable("gateway timeout"),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, FailureOutcome::Retrying);
+    let row = task_row(&mut conn, id).await;
+    assert_eq!(row.state, "waiting");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("retryable: gateway timeout")
+    );
+    let again = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert!(again.is_empty(), "not due before its backoff");
+    // A stale claim cannot record a failure either.
+    let stale = fail(
+        &mut conn,
+        &claimed[0],
+        &TaskError::retryable("late"),
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(stale.ok(), Some(FailureOutcome::ClaimLost));
+}
+
+#[test]
+fn backoff_grows_exponentially_within_its_jitter_and_cap() {
+    let config = KindConfig {
+        kind: "test.math",
+        max_attempts: 10,
+        lease: Duration::from_secs(1),
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+    };
+    for (attempt, full_ms) in [
+        (1, 100u64),
+        (2, 200),
+        (3, 400),
+        (4, 800),
+        (5, 1600),
+        (6, 2000),
+        (30, 2000),
+    ] {
+        for _ in 0..50 {
+            let delay = config.backoff(attempt).as_millis() as u64;
+            assert!(
+                (full_ms / 2..=full_ms).contains(&delay),
+                "attempt {attempt}: {delay} ms"
+            );
+        }
+    }
+}
+
+fn count(counter: &AtomicUsize) -> usize {
+    AtomicUsize::load(counter, Ordering::SeqCst)
+}
+
+/// A handler that fails every attempt and counts dead-hook calls.
+struct AlwaysFails {
+    permanent: bool,
+    runs: AtomicUsize,
+    dead_hook_calls: AtomicUsize,
+}
+
+impl TaskHandler for AlwaysFails {
+    async fn run(&self, _task: ClaimedTask) -> Result<Completion, TaskError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if self.permanent {
+            Err(TaskError::permanent("card declined"))
+        } else {
+            Err(TaskError::retryable("connection refused"))
+        }
+    }
+
+    async fn on_dead(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        task: &DeadTask,
+    ) -> diesel::QueryResult<()> {
+        assert!(task.last_error.is_some());
+        self.dead_hook_calls.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn options() -> WorkerOptions {
+    WorkerOptions {
+        concurrency: 4,
+        poll_interval: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+async fn wait_for_state(conn: &mut AsyncPgConnection, id: i64, state: &str) -> TaskRow {
+    let conn = tokio::sync::Mutex::new(conn);
+    wait_until(
+        &format!("task {id} to be {state}"),
+        Duration::from_secs(20),
+        || async {
+            let row = task_row(&mut *conn.lock().await, id).await;
+            (row.state == state).then_some(row)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_task_is_retried_until_its_limit_then_dead_with_its_errors() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.flaky", 3);
+    let id = enqueue_one(&mut conn, &config).await;
+    let handler = Arc::new(AlwaysFails {
+        permanent: false,
+        runs: AtomicUsize::new(0),
+        dead_hook_calls: AtomicUsize::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config.clone(),
+        Arc::clone(&handler),
+        options(),
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+
+    let row = wait_for_state(&mut conn, id, "dead").await;
+    assert_eq!(row.attempts, 3);
+    assert_eq!(
+        row.errors.as_array().map(Vec::len),
+        Some(3),
+        "every attempt's error is kept"
+    );
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("retryable: connection refused")
+    );
+    assert_eq!(count(&handler.runs), 3);
+    assert_eq!(count(&handler.dead_hook_calls), 1);
+
+    let dead = admin::dead_tasks(&mut conn, 10).await.unwrap_or_default();
+    assert_eq!(dead.iter().map(|t| t.id).collect::<Vec<_>>(), [id]);
+    // An operator retries it: a fresh set of attempts.
+    assert!(admin::retry_dead(&mut conn, id).await.unwrap_or(false));
+    let row = wait_for_state(&mut conn, id, "dead").await;
+    assert_eq!(row.errors.as_array().map(Vec::len), Some(6));
+    assert_eq!(count(&handler.dead_hook_calls), 2);
+    assert!(
+        !admin::retry_dead(&mut conn, id + 1000)
+            .await
+            .unwrap_or(true),
+        "no such task"
+    );
+    shutdown.cancel();
+    let _ = running.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_error_kills_the_task_at_once() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.permanent", 10);
+    let id = enqueue_one(&mut conn, &config).await;
+    let handler = Arc::new(AlwaysFails {
+        permanent: true,
+        runs: AtomicUsize::new(0),
+        dead_hook_calls: AtomicUsize::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config,
+        Arc::clone(&handler),
+        options(),
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let row = wait_for_state(&mut conn, id, "dead").await;
+    assert_eq!(row.attempts, 1);
+    assert_eq!(count(&handler.runs), 1);
+    shutdown.cancel();
+    let _ = running.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_worker_died_on_its_last_attempt_is_buried_dead() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.last-attempt", 1);
+    let id = enqueue_one(&mut conn, &config).await;
+    // The "dead worker": claims with a lease that is already over, and never reports.
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+    let handler = Arc::new(AlwaysFails {
+        permanent: false,
+        runs: AtomicUsize::new(0),
+        dead_hook_calls: AtomicUsize::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config,
+        Arc::clone(&handler),
+        options(),
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let row = wait_for_state(&mut conn, id, "dead").await;
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("lease expired during the last attempt")
+    );
+    assert_eq!(count(&handler.runs), 0, "not run a second time");
+    wait_until("the dead hook", Duration::from_secs(10), || async {
+        (count(&handler.dead_hook_calls) == 1).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    let _ = running.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
+    let db = TestDb::new().await;
+    let config = kind("test.tx", 3);
+    let mut listener = db.connect().await;
+    diesel::sql_query("LISTEN \"tasks.test.tx\"")
+        .execute(&mut listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut conn = db.connect().await;
+    let rolled_back: Result<(), diesel::result::Error> = conn
+        .transaction(async |conn| {
+            enqueue_one(conn, &config).await;
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    assert!(rolled_back.is_err());
+    let claimable = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert!(claimable.is_empty(), "a rolled-back enqueue left a task");
+
+    let committed: Result<i64, diesel::result::Error> = conn
+        .transaction(async |conn| Ok(enqueue_one(conn, &config).await))
+        .await;
+    let id = committed.unwrap_or_else(|e| panic!("{e}"));
+    let mut notifications = std::pin::pin!(listener.notifications_stream());
+    let notification = tokio::time::timeout(Duration::from_secs(10), notifications.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no NOTIFY after commit"));
+    assert_eq!(notification.channel, "tasks.test.tx");
+    assert_eq!(task_row(&mut conn, id).await.state, "waiting");
+}
+
+/// Completes every task it gets.
+struct Completes {
+    pool: orderflow_queue::Pool,
+}
+
+impl TaskHandler for Completes {
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| task.complete(conn).await)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
+    let db = TestDb::new().await;
+    let config = kind("test.wakeup", 3);
+    let pool = db.pool(4);
+    let listener = Listener::new(&[config.kind]);
+    let shutdown = CancellationToken::new();
+    let options = WorkerOptions {
+        // Far longer than the test's deadline: only a NOTIFY can get the task done.
+        poll_interval: Duration::from_secs(3600),
+        ..options()
+    };
+    let worker = Worker::new(
+        pool.clone(),
+        config.clone(),
+        Arc::new(Completes { pool: pool.clone() }),
+        options,
+        listener.wakeup(config.kind),
+    );
+    let listening = tokio::spawn(listener.run(db.url.clone(), shutdown.clone()));
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    // Let the worker go idle (its first claim finds nothing) before enqueueing.
+    let mut conn = db.connect().await;
+    wait_until("the listener to LISTEN", Duration::from_secs(10), || async {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut probe = db.connect().await;
+        let listening: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .get_result(&mut probe)
+        .await
+        .ok()?;
+        (listening.n > 0).then_some(())
+    })
+    .await;
+    // One at a time, each after the previous finished, so that the worker is idle
+    // (waiting for a wake-up) when the next arrives.
+    for _ in 0..3 {
+        let id = enqueue_one(&mut conn, &config).await;
+        wait_for_state(&mut conn, id, "completed").await;
+    }
+    shutdown.cancel();
+    let _ = running.await;
+    let _ = listening.await;
+}
