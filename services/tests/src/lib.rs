@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod db;
+pub mod invariants;
+pub mod processes;
 pub mod smtp;
 pub mod wait;
 

@@ -11,9 +11,17 @@ pub struct SmtpServer {
     child: Child,
 }
 
-/// The Python that has aiosmtpd: `ORDERFLOW_TEST_PYTHON` (set by scripts/test.sh), else `python3`.
+/// The Python that has aiosmtpd: `ORDERFLOW_TEST_PYTHON`, else the project's `.venv`
+/// (both set up by scripts/test.sh), else `python3`.
 fn python() -> String {
-    std::env::var("ORDERFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    if let Ok(python) = std::env::var("ORDERFLOW_TEST_PYTHON") {
+        return python;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".into()
 }
 
 pub fn free_port() -> u16 {
