@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Runs Orderflow: builds it, finds or starts PostgreSQL, migrates, seeds the demo catalog,
+# starts the API and the three workers, places demo orders and shows them finish, then
+# keeps running until Ctrl-C.
+#
+#   PROFILE=dev scripts/run.sh     # faster build, slower binaries (default: release)
+#   DEMO_ORDERS=0 scripts/run.sh   # skip the demo burst
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+. scripts/lib.sh
+
+: "${API_ADDR:=127.0.0.1:8080}"
+: "${MAIL_DIR:=$ROOT/.data/mail}"
+: "${PROFILE:=release}"
+: "${DEMO_ORDERS:=200}"
+export API_ADDR MAIL_DIR
+
+ensure_rust
+command -v curl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq curl >/dev/null; } \
+    || die "curl is needed for the demo"
+ensure_postgres
+
+log "building ($PROFILE)"
+cargo build --profile "$PROFILE" --bins --locked
+case "$PROFILE" in dev) BIN="$ROOT/target/debug" ;; *) BIN="$ROOT/target/$PROFILE" ;; esac
+
+"$BIN/order-api" migrate
+"$BIN/order-api" seed
+
+mkdir -p .data/logs "$MAIL_DIR"
+pids=()
+stop_all() {
+    trap - EXIT INT TERM
+    if [ "${#pids[@]}" -gt 0 ]; then
+        log "stopping"
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+    fi
+}
+trap stop_all EXIT
+trap 'exit 0' INT TERM
+
+start() {
+    local name="$1"
+    MIGRATE_ON_START=false "$BIN/$name" >"$ROOT/.data/logs/$name.log" 2>&1 &
+    pids+=("$!")
+    log "started $name (pid $!, log .data/logs/$name.log)"
+}
+start order-api
+start payment-worker
+start inventory-worker
+start notification-worker
+
+api="http://$API_ADDR"
+for _ in $(seq 1 100); do
+    curl -fsS "$api/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS "$api/readyz" >/dev/null || die "the API did not become ready; see .data/logs/order-api.log"
+
+sql() { psql "$DATABASE_URL" -qtAX -c "$1"; }
+
+product_ids=($(curl -fsS "$api/products" | grep -o '"id":"[^"]*"' | cut -d'"' -f4 | head -n 20))
+[ "${#product_ids[@]}" -gt 0 ] || die "no products in the catalog"
+
+order_json() { # token, product, quantity
+    printf '{"customer":{"email":"demo@example.com","name":"Demo Customer"},"items":[{"product_id":"%s","quantity":%s}],"payment":{"token":"%s"}}' "$2" "$3" "$1"
+}
+
+log "placing demo orders"
+demo_ids=()
+for i in 0 1 2 3 4; do
+    token=tok_visa; [ "$i" = 3 ] && token=tok_chargeDeclined
+    body="$(order_json "$token" "${product_ids[$i]}" $((i + 1)))"
+    id=$(curl -fsS -X POST "$api/orders" -H 'Content-Type: application/json' -d "$body" | grep -o '"id":"[^"]*"' | head -n1 | cut -d'"' -f4)
+    demo_ids+=("$id")
+done
+for _ in $(seq 1 100); do
+    ids_sql="'$(IFS=,; echo "${demo_ids[*]}" | sed "s/,/','/g")'"
+    pending=$(sql "SELECT count(*) FROM orders WHERE id IN ($ids_sql) AND status NOT IN ('fulfilled','cancelled')")
+    [ "$pending" = 0 ] && break
+    sleep 0.1
+done
+printf '\n%-38s %-10s %s\n' ORDER STATUS REASON
+for id in "${demo_ids[@]}"; do
+    printf '%-38s %-10s %s\n' "$id" $(sql "SELECT status, coalesce(cancel_reason, '') FROM orders WHERE id = '$id'" | tr '|' ' ')
+done
+
+if [ "$DEMO_ORDERS" -gt 0 ]; then
+    log "demo burst: $DEMO_ORDERS orders, 8 clients at a time"
+    start_ts=$(sql "SELECT now()")
+    seq 1 "$DEMO_ORDERS" | xargs -P 8 -I{} sh -c \
+        'curl -fsS -o /dev/null -X POST "$0/orders" -H "Content-Type: application/json" -d "$1"' \
+        "$api" "$(order_json tok_visa "${product_ids[5]}" 1)"
+    for _ in $(seq 1 600); do
+        left=$(sql "SELECT count(*) FROM orders WHERE created_at >= '$start_ts' AND status NOT IN ('fulfilled','cancelled')")
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    sql "SELECT format('%s orders accepted and finished in %s s: %s orders/s end to end; acceptance to fulfilment p50 %s ms, p99 %s ms',
+                count(*), round(extract(epoch FROM max(updated_at) - min(created_at))::numeric, 2),
+                round((count(*) / nullif(extract(epoch FROM max(updated_at) - min(created_at)), 0))::numeric, 0),
+                round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000)::numeric, 1),
+                round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000)::numeric, 1))
+         FROM orders WHERE created_at >= '$start_ts'"
+fi
+
+if [ -z "${SMTP_URL:-}" ]; then
+    printf '\nE-mails: %s .eml files in %s\n' "$(ls "$MAIL_DIR" | wc -l)" "$MAIL_DIR"
+fi
+cat <<MSG
+
+Orderflow is running.
+  API:       $api   (try: curl $api/products | head -c 300)
+  Database:  \$DATABASE_URL (tables orders, tasks, ...)
+  Logs:      .data/logs/
+Press Ctrl-C to stop.
+MSG
+wait
