@@ -143,12 +143,12 @@ pub async fn check(
                 .violations
                 .push(format!("{status} order {id} has no recorded {kind} e-mail"));
         }
-        if received.is_some() {
-            if !received_ids.contains_key(&orderflow::email::message_id(*id, kind)) {
-                report.violations.push(format!(
-                    "{status} order {id}: no {kind} e-mail reached the SMTP server"
-                ));
-            }
+        if received.is_some()
+            && !received_ids.contains_key(&orderflow::email::message_id(*id, kind))
+        {
+            report.violations.push(format!(
+                "{status} order {id}: no {kind} e-mail reached the SMTP server"
+            ));
         }
     }
 

@@ -277,7 +277,7 @@ async fn wait_for_state(conn: &mut AsyncPgConnection, id: i64, state: &str) -> T
         &format!("task {id} to be {state}"),
         Duration::from_secs(20),
         || async {
-            let row = task_row(&mut *conn.lock().await, id).await;
+            let row = task_row(*conn.lock().await, id).await;
             (row.state == state).then_some(row)
         },
     )

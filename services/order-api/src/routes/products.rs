@@ -62,7 +62,7 @@ fn validate_currency(currency: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
-const MAX_PRICE_CENTS: i64 = 100_000_000_00;
+const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 const MAX_STOCK: i64 = 10_000_000;
 
 #[derive(Debug, Deserialize, Validate)]
