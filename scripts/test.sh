@@ -20,4 +20,11 @@ log "building"
 cargo build --workspace --bins --tests --locked
 # Two cores: a few tests at a time, each with its own database.
 log "running the tests"
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}" "$@"
+output="$ROOT/target/test-output.log"
+set +e
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$output"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$output"
+exit "$status"

@@ -29,7 +29,7 @@ pub async fn spawn_app(db: &TestDb) -> TestApp {
         cors_origins: Vec::new(),
         migrate_on_start: false,
     };
-    let app = order_api::startup::build(&config, db.pool(8))
+    let app = order_api::startup::build(&config, db.pool(4))
         .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
     let server = app.server.handle();
     tokio::spawn(app.server);
@@ -185,7 +185,7 @@ impl Drop for Workers {
 
 pub fn worker_config() -> WorkerConfig {
     WorkerConfig {
-        concurrency: 8,
+        concurrency: 4,
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
     }
@@ -194,7 +194,8 @@ pub fn worker_config() -> WorkerConfig {
 /// Starts payment, inventory (`inventory_replicas` of them) and notification workers,
 /// sending e-mail to `smtp_url`.
 pub fn spawn_workers(db: &TestDb, smtp_url: &str, inventory_replicas: usize) -> Workers {
-    let database = db.database_config(8);
+    // Small pools: tests run in parallel against one server with max_connections = 100.
+    let database = db.database_config(4);
     let worker = worker_config();
     let mut runtimes = Vec::new();
 
