@@ -50,27 +50,35 @@ server_reachable() {
 start_private_cluster() {
     local bin data run owner
     bin="$(pg_bin_dir)" || die "no PostgreSQL server binaries found"
-    data="$ROOT/.data/pg"
-    run="$ROOT/.data/pg-run"
-    mkdir -p "$data" "$run"
+    local base="$ROOT/.data"
     owner=""
-    # initdb refuses to run as root: run the cluster as the postgres user then.
+    # initdb refuses to run as root: run the cluster as the postgres user then, in a
+    # folder that user can reach (a project under /root is not).
     if [ "$(id -u)" = 0 ]; then
-        id postgres >/dev/null 2>&1 || useradd --system --home-dir "$ROOT/.data" postgres
-        chown -R postgres "$data" "$run"
-        chmod 700 "$data"
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        mkdir -p "$base"
+        if ! runuser -u postgres -- test -x "$base"; then
+            base="/var/tmp/orderflow-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"
+        fi
         owner=postgres
     fi
+    data="$base/pg"
+    run="$base/pg-run"
+    mkdir -p "$data" "$run"
+    if [ -n "$owner" ]; then
+        chown -R "$owner" "$data" "$run"
+    fi
+    chmod 700 "$data"
     as_owner() { if [ -n "$owner" ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
     if [ ! -f "$data/PG_VERSION" ]; then
-        log "creating a private PostgreSQL cluster in .data/pg"
+        log "creating a private PostgreSQL cluster in $data"
         as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null \
             || die "initdb failed"
     fi
     log "starting the private PostgreSQL cluster on port $PG_PORT"
-    as_owner "$bin/pg_ctl" -D "$data" -l "$ROOT/.data/pg.log" -w -t 60 \
+    as_owner "$bin/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 \
         -o "-p $PG_PORT -k $run -c listen_addresses=$PG_HOST -c max_connections=300 -c fsync=on" start >/dev/null \
-        || die "PostgreSQL did not start; see .data/pg.log"
+        || die "PostgreSQL did not start; see $run/postgres.log"
 }
 
 # Makes DATABASE_URL's server reachable (starting a private cluster when none answers)
