@@ -70,6 +70,8 @@ start_private_cluster() {
     fi
     chmod 700 "$data"
     as_owner() { if [ -n "$owner" ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
+    PRIVATE_CLUSTER_STOP=("$bin/pg_ctl" -D "$data" stop -m fast)
+    [ -z "$owner" ] || PRIVATE_CLUSTER_STOP=(runuser -u "$owner" -- "${PRIVATE_CLUSTER_STOP[@]}")
     if [ ! -f "$data/PG_VERSION" ]; then
         log "creating a private PostgreSQL cluster in $data"
         as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null \
@@ -79,6 +81,14 @@ start_private_cluster() {
     as_owner "$bin/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 \
         -o "-p $PG_PORT -k $run -c listen_addresses=$PG_HOST -c max_connections=300 -c fsync=on" start >/dev/null \
         || die "PostgreSQL did not start; see $run/postgres.log"
+}
+
+# Stops the private cluster if this script started it.
+stop_private_cluster() {
+    if [ -n "${PRIVATE_CLUSTER_STARTED:-}" ]; then
+        log "stopping the private PostgreSQL cluster"
+        "${PRIVATE_CLUSTER_STOP[@]}" >/dev/null 2>&1 || true
+    fi
 }
 
 # Makes DATABASE_URL's server reachable (starting a private cluster when none answers)
@@ -92,7 +102,11 @@ ensure_postgres() {
             *) die "PostgreSQL at $PG_HOST:$PG_PORT is not reachable" ;;
         esac
         ensure_postgres_binaries
-        start_private_cluster
+        # Debian's package may have started its own cluster on this port.
+        if ! server_reachable; then
+            start_private_cluster
+            PRIVATE_CLUSTER_STARTED=1
+        fi
         server_reachable || die "PostgreSQL still not reachable at $PG_HOST:$PG_PORT"
     fi
     if [ "$(psql "$SERVER_URL/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then

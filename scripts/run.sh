@@ -37,6 +37,7 @@ stop_all() {
         kill -TERM "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
+    stop_private_cluster
 }
 trap stop_all EXIT
 trap 'exit 0' INT TERM

@@ -8,6 +8,7 @@ cd "$ROOT"
 
 ensure_rust
 ensure_postgres
+trap stop_private_cluster EXIT
 ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
 export ORDERFLOW_TEST_PYTHON
 export TEST_DATABASE_URL="$DATABASE_URL"
