@@ -1,0 +1,180 @@
+//! The read side of the API and the operator endpoints.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use orderflow::schema::orders;
+use orderflow_tests::app::{order_body, ADMIN_TOKEN};
+use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_are_listed_newest_first_in_pages_and_by_status() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mut placed = Vec::new();
+    for _ in 0..5 {
+        let order: Value = app
+            .place_order("tok_visa", &[(&mug, 1)], None)
+            .await
+            .json()
+            .await
+            .unwrap_or_default();
+        placed.push(order["id"].as_str().unwrap_or_default().to_string());
+    }
+    let mut conn = db.connect().await;
+    let first_id = uuid::Uuid::parse_str(&placed[0]).unwrap_or_default();
+    diesel::update(orders::table.find(first_id))
+        .set((
+            orders::status.eq("cancelled"),
+            orders::cancel_reason.eq("payment_declined"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut seen = Vec::new();
+    let mut path = "/orders?limit=2".to_string();
+    loop {
+        let page = app.get_json(&path).await;
+        let orders = page["orders"].as_array().cloned().unwrap_or_default();
+        assert!(orders.len() <= 2);
+        seen.extend(
+            orders
+                .iter()
+                .map(|o| o["id"].as_str().unwrap_or_default().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/orders?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let pending = app.get_json("/orders?status=pending").await;
+    assert_eq!(pending["orders"].as_array().map(Vec::len), Some(4));
+    let cancelled = app.get_json("/orders?status=cancelled").await;
+    assert_eq!(cancelled["orders"][0]["id"], placed[0].as_str());
+    assert_eq!(cancelled["orders"][0]["cancel_reason"], "payment_declined");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shipping_address_is_kept_and_health_endpoints_answer() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mut body = order_body("tok_visa", &[(&mug, 1)]);
+    let address = json!({ "line1": "1 Infinite Loop", "line2": null, "city": "Cupertino", "postal_code": "95014", "country": "US" });
+    body["shipping_address"] = address.clone();
+    let response = app.post_json("/orders", &body).await;
+    assert_eq!(response.status(), 202);
+    let order: Value = response.json().await.unwrap_or_default();
+    let fetched = app
+        .get_json(&format!(
+            "/orders/{}",
+            order["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(fetched["shipping_address"], address);
+    assert_eq!(fetched["customer"]["email"], "ada@example.com");
+    assert_eq!(app.get_json("/healthz").await["status"], "ok");
+    assert_eq!(app.get_json("/readyz").await["status"], "ready");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let order: Value = app
+        .place_order("tok_visa", &[(&mug, 1)], None)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let order_id = order["id"].as_str().unwrap_or_default().to_string();
+
+    // A token the gateway rejects (as if the card was removed after the order was accepted).
+    let mut conn = db.connect().await;
+    diesel::update(orders::table.find(uuid::Uuid::parse_str(&order_id).unwrap_or_default()))
+        .set(orders::payment_token.eq("tok_revoked"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let workers = spawn_workers(&db, &smtp.url(), 1);
+
+    let stranded = app.wait_until_event(&order_id, "task_dead").await;
+    assert_eq!(stranded["status"], "pending");
+    let event = stranded["events"]
+        .as_array()
+        .and_then(|events| events.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(event["task_kind"], "payment.charge");
+    assert!(
+        event["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("tok_revoked")),
+        "{event}"
+    );
+
+    let admin_get = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let dead: Value = admin_get("/admin/tasks/dead")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let tasks = dead["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["kind"], "payment.charge");
+    assert_eq!(tasks[0]["payload"]["order_id"], order_id.as_str());
+    let queue: Value = admin_get("/admin/queue")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let dead_row = queue["kinds"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["kind"] == "payment.charge" && r["state"] == "dead")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(dead_row["count"], 1);
+
+    // The operator fixes the cause and retries: the order goes through.
+    diesel::update(orders::table.find(uuid::Uuid::parse_str(&order_id).unwrap_or_default()))
+        .set(orders::payment_token.eq("tok_visa"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let task_id = tasks[0]["id"].as_i64().unwrap_or_default();
+    let retried = app
+        .client
+        .post(app.url(&format!("/admin/tasks/{task_id}/retry")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(retried.status(), 202);
+    assert_eq!(app.wait_terminal(&order_id).await["status"], "fulfilled");
+    let again = app
+        .client
+        .post(app.url(&format!("/admin/tasks/{task_id}/retry")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status(), 404, "only a dead task can be retried");
+    workers.stop().await;
+}
