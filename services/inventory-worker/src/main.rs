@@ -1,20 +1,14 @@
 use std::process::ExitCode;
 
-use orderflow::config::{ConfigError, DatabaseConfig, LogFormat, WorkerConfig};
+use orderflow::config::{DatabaseConfig, LogFormat, WorkerConfig};
 use orderflow::runtime::WorkerRuntime;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("inventory-worker: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    orderflow::runtime::exit_code("inventory-worker", run().await)
 }
 
-async fn run() -> Result<(), ConfigError> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     orderflow::telemetry::init(LogFormat::from_env()?);
     let mut runtime = WorkerRuntime::new(
         &DatabaseConfig::from_env()?,

@@ -6,13 +6,7 @@ use orderflow::runtime::WorkerRuntime;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("notification-worker: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    orderflow::runtime::exit_code("notification-worker", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

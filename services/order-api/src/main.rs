@@ -20,13 +20,7 @@ async fn main() -> ExitCode {
         }
         Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("order-api: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    orderflow::runtime::exit_code("order-api", result)
 }
 
 type AnyError = Box<dyn std::error::Error>;

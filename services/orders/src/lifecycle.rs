@@ -88,80 +88,112 @@ pub async fn record_charge(
 ) -> QueryResult<Recorded> {
     match outcome {
         ChargeOutcome::Approved { charge_id } => {
-            let inserted = diesel::insert_into(payments::table)
-                .values((
-                    payments::order_id.eq(order_id),
-                    payments::status.eq(PaymentStatus::Captured.as_str()),
-                    payments::amount_cents.eq(amount_cents),
-                    payments::gateway_charge_id.eq(charge_id),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if inserted == 0 {
-                return Ok(Recorded::AlreadyDone);
-            }
-            if transition(
-                conn,
-                order_id,
-                OrderStatus::Pending,
-                OrderStatus::Paid,
-                None,
-            )
-            .await?
-            {
-                append_event(
-                    conn,
-                    order_id,
-                    EventType::Paid,
-                    json!({ "amount_cents": amount_cents }),
-                )
-                .await?;
-                follow_up(conn, tasks::reserve_inventory(order_id)).await?;
-            } else {
-                // The order left `pending` while the card was charged (a customer
-                // cancelled): the money must go back.
-                follow_up(conn, tasks::refund_payment(order_id)).await?;
-            }
-            Ok(Recorded::Applied)
+            record_capture(conn, order_id, amount_cents, charge_id).await
         }
         ChargeOutcome::Declined { reason } => {
-            let cancelled = transition(
-                conn,
-                order_id,
-                OrderStatus::Pending,
-                OrderStatus::Cancelled,
-                Some(CancelReason::PaymentDeclined),
-            )
-            .await?;
-            if !cancelled {
-                return Ok(Recorded::AlreadyDone);
-            }
-            diesel::insert_into(payments::table)
-                .values((
-                    payments::order_id.eq(order_id),
-                    payments::status.eq(PaymentStatus::Declined.as_str()),
-                    payments::amount_cents.eq(amount_cents),
-                    payments::decline_reason.eq(reason),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            append_event(
-                conn,
-                order_id,
-                EventType::Cancelled,
-                json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason }),
-            )
-            .await?;
-            follow_up(
-                conn,
-                tasks::send_notification(order_id, NotificationKind::OrderCancelled),
-            )
-            .await?;
-            Ok(Recorded::Applied)
+            record_decline(conn, order_id, amount_cents, reason).await
         }
     }
+}
+
+async fn record_capture(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    amount_cents: i64,
+    charge_id: &str,
+) -> QueryResult<Recorded> {
+    let payment = NewPayment {
+        order_id,
+        status: PaymentStatus::Captured.as_str(),
+        amount_cents,
+        gateway_charge_id: Some(charge_id),
+        decline_reason: None,
+    };
+    if !insert_payment(conn, &payment).await? {
+        return Ok(Recorded::AlreadyDone);
+    }
+    if transition(
+        conn,
+        order_id,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        None,
+    )
+    .await?
+    {
+        append_event(
+            conn,
+            order_id,
+            EventType::Paid,
+            json!({ "amount_cents": amount_cents }),
+        )
+        .await?;
+        follow_up(conn, tasks::reserve_inventory(order_id)).await?;
+    } else {
+        // The order left `pending` while the card was charged (a customer cancelled):
+        // the money must go back.
+        follow_up(conn, tasks::refund_payment(order_id)).await?;
+    }
+    Ok(Recorded::Applied)
+}
+
+async fn record_decline(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    amount_cents: i64,
+    reason: &str,
+) -> QueryResult<Recorded> {
+    let reason_code = Some(CancelReason::PaymentDeclined);
+    if !transition(
+        conn,
+        order_id,
+        OrderStatus::Pending,
+        OrderStatus::Cancelled,
+        reason_code,
+    )
+    .await?
+    {
+        return Ok(Recorded::AlreadyDone);
+    }
+    let payment = NewPayment {
+        order_id,
+        status: PaymentStatus::Declined.as_str(),
+        amount_cents,
+        gateway_charge_id: None,
+        decline_reason: Some(reason),
+    };
+    insert_payment(conn, &payment).await?;
+    let details = json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason });
+    append_event(conn, order_id, EventType::Cancelled, details).await?;
+    follow_up(
+        conn,
+        tasks::send_notification(order_id, NotificationKind::OrderCancelled),
+    )
+    .await?;
+    Ok(Recorded::Applied)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = payments)]
+struct NewPayment<'a> {
+    order_id: Uuid,
+    status: &'a str,
+    amount_cents: i64,
+    gateway_charge_id: Option<&'a str>,
+    decline_reason: Option<&'a str>,
+}
+
+/// Inserts the order's payment; false when the order already has one (a duplicate task).
+async fn insert_payment(
+    conn: &mut AsyncPgConnection,
+    payment: &NewPayment<'_>,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(payments::table)
+        .values(payment)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// What reserving an order's stock did.

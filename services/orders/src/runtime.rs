@@ -103,3 +103,17 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
 }
+
+/// The exit of a service's `main`: success, or the error on stderr and a failure code.
+pub fn exit_code(
+    service: &str,
+    result: Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -33,13 +33,6 @@ fn gateway_error(error: GatewayError) -> TaskError {
     }
 }
 
-/// Completes the task without effects: the order has moved on (duplicate or late task).
-async fn complete_only(pool: &Pool, task: &ClaimedTask) -> Result<Completion, TaskError> {
-    let mut conn = pool.get().await?;
-    conn.transaction(async |conn| task.complete(conn).await)
-        .await
-}
-
 pub struct ChargePayment {
     pool: Pool,
     gateway: Arc<dyn PaymentGateway>,
@@ -60,7 +53,7 @@ impl TaskHandler for ChargePayment {
             )));
         };
         if facts.status != OrderStatus::Pending.as_str() {
-            return complete_only(&self.pool, &task).await;
+            return task.complete_alone(&self.pool).await;
         }
 
         let outcome = self
@@ -109,7 +102,7 @@ impl TaskHandler for RefundPayment {
         };
         let Some((charge_id, amount_cents)) = captured else {
             // Nothing captured (or already refunded): nothing to give back.
-            return complete_only(&self.pool, &task).await;
+            return task.complete_alone(&self.pool).await;
         };
         let charge_id = charge_id
             .ok_or_else(|| TaskError::permanent("captured payment without a charge id"))?;

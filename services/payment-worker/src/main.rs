@@ -1,22 +1,16 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use orderflow::config::{ConfigError, DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
+use orderflow::config::{DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
 use orderflow::payment::SimulatedGateway;
 use orderflow::runtime::WorkerRuntime;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("payment-worker: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    orderflow::runtime::exit_code("payment-worker", run().await)
 }
 
-async fn run() -> Result<(), ConfigError> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     orderflow::telemetry::init(LogFormat::from_env()?);
     let mut runtime = WorkerRuntime::new(
         &DatabaseConfig::from_env()?,

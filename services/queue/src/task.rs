@@ -132,6 +132,13 @@ impl ClaimedTask {
         }
     }
 
+    /// Completes the task with no effects, for a task that finds its work already done
+    /// (a duplicate, or a late task whose subject has moved on).
+    pub async fn complete_alone(&self, pool: &crate::Pool) -> Result<Completion, TaskError> {
+        let mut conn = pool.get().await?;
+        self.complete(&mut conn).await
+    }
+
     /// The payload decoded into the kind's payload type; a payload that does not decode
     /// never will, so the error is permanent.
     pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, TaskError> {
