@@ -89,7 +89,9 @@ impl<H: TaskHandler> Worker<H> {
         tracing::info!(kind = self.kind.kind, concurrency, "worker started");
 
         while !shutdown.is_cancelled() {
-            while running.try_join_next().is_some() {}
+            while let Some(finished) = running.try_join_next() {
+                report_panic(finished);
+            }
             let free = concurrency - running.len();
             if free > 0 {
                 match self.claim(free).await {
@@ -102,7 +104,7 @@ impl<H: TaskHandler> Worker<H> {
                         // as a slot frees up, without waiting for a wake-up.
                         if full {
                             tokio::select! {
-                                _ = running.join_next() => {}
+                                Some(finished) = running.join_next() => report_panic(finished),
                                 _ = shutdown.cancelled() => {}
                             }
                             continue;
@@ -117,7 +119,7 @@ impl<H: TaskHandler> Worker<H> {
                 _ = shutdown.cancelled() => {}
                 _ = self.wakeup.notified() => {}
                 _ = poll.tick() => self.bury_expired().await,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(finished) = running.join_next(), if !running.is_empty() => report_panic(finished),
             }
         }
 
@@ -127,7 +129,9 @@ impl<H: TaskHandler> Worker<H> {
             "worker stopping"
         );
         let drained = tokio::time::timeout(self.options.shutdown_grace, async {
-            while running.join_next().await.is_some() {}
+            while let Some(finished) = running.join_next().await {
+                report_panic(finished);
+            }
         })
         .await;
         if drained.is_err() {
@@ -188,6 +192,16 @@ impl<H: TaskHandler> Worker<H> {
             Err(error) => {
                 tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
             }
+        }
+    }
+}
+
+/// A handler that panics leaves its task `running`; the lease expiry brings it back, and
+/// the attempt limit stops a task that panics every time.
+fn report_panic(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = finished {
+        if error.is_panic() {
+            tracing::error!("task handler panicked; the task is retried when its lease expires");
         }
     }
 }
