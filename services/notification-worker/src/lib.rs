@@ -28,6 +28,12 @@ pub struct SendNotification {
     from: Mailbox,
 }
 
+impl SendNotification {
+    pub fn new(pool: Pool, mailer: Mailer, from: Mailbox) -> Self {
+        Self { pool, mailer, from }
+    }
+}
+
 impl TaskHandler for SendNotification {
     #[tracing::instrument(name = "send_notification", skip_all, fields(order_id, notification))]
     async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {

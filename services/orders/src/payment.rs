@@ -83,6 +83,14 @@ impl SimulatedGateway {
         }
     }
 
+    /// Distinct charges the "provider" made (one per idempotency key, however often called).
+    pub fn distinct_charges(&self) -> usize {
+        self.ledger
+            .lock()
+            .map(|ledger| ledger.len())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().len())
+    }
+
     async fn network(&self) -> Result<(), GatewayError> {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;

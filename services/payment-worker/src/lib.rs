@@ -18,10 +18,7 @@ pub fn register(runtime: &mut WorkerRuntime, gateway: Arc<dyn PaymentGateway>) {
     let pool = runtime.pool.clone();
     runtime.spawn(
         TaskKind::PaymentCharge,
-        ChargePayment {
-            pool: pool.clone(),
-            gateway: Arc::clone(&gateway),
-        },
+        ChargePayment::new(pool.clone(), Arc::clone(&gateway)),
     );
     runtime.spawn(TaskKind::PaymentRefund, RefundPayment { pool, gateway });
 }
@@ -36,6 +33,12 @@ fn gateway_error(error: GatewayError) -> TaskError {
 pub struct ChargePayment {
     pool: Pool,
     gateway: Arc<dyn PaymentGateway>,
+}
+
+impl ChargePayment {
+    pub fn new(pool: Pool, gateway: Arc<dyn PaymentGateway>) -> Self {
+        Self { pool, gateway }
+    }
 }
 
 impl TaskHandler for ChargePayment {

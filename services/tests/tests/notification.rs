@@ -1,0 +1,112 @@
+//! E-mail delivery is at-least-once with a stable identity: a send whose completion could
+//! not commit is sent again with the same Message-ID, and recorded once.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use notification_worker::SendNotification;
+use orderflow::config::{MailConfig, Secret};
+use orderflow::email::Mailer;
+use orderflow::schema::{orders, sent_emails};
+use orderflow::status::NotificationKind;
+use orderflow::tasks::{self, TaskKind};
+use orderflow_queue::{claim_batch, enqueue, TaskError, TaskHandler};
+use orderflow_tests::smtp::header;
+use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestDb};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_recorded_once() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let order: Value = app
+        .place_order("tok_visa", &[(&mug, 1)], None)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let order_id =
+        uuid::Uuid::parse_str(order["id"].as_str().unwrap_or_default()).unwrap_or_default();
+
+    // The order as the inventory step leaves it, with its confirmation task enqueued.
+    let mut conn = db.connect().await;
+    diesel::update(orders::table.find(order_id))
+        .set(orders::status.eq("reserved"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    enqueue(
+        &mut conn,
+        &tasks::send_notification(order_id, NotificationKind::OrderConfirmed),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let mail = MailConfig {
+        smtp_url: Some(Secret::new(smtp.url())),
+        mail_dir: std::env::temp_dir(),
+        from: "Orderflow <orders@orderflow.example>"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    };
+    let handler = SendNotification::new(
+        db.pool(2),
+        Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}")),
+        mail.from,
+    );
+    let kind = TaskKind::NotificationSend.as_str();
+
+    // First attempt: the lease is already over, so the e-mail goes out but the
+    // completion cannot commit (as if the worker died right after sending).
+    let lost = claim_batch(&mut conn, kind, 1, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(lost.len(), 1);
+    let outcome = handler.run(lost[0].clone()).await;
+    assert!(matches!(outcome, Err(TaskError::ClaimLost)), "{outcome:?}");
+    let status: String = orders::table
+        .find(order_id)
+        .select(orders::status)
+        .first(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(status, "reserved", "nothing committed");
+
+    // The task is claimed again and this time completes.
+    let retry = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(retry.len(), 1);
+    assert!(handler.run(retry[0].clone()).await.is_ok());
+
+    let messages = wait_until("both sends to arrive", Duration::from_secs(10), || async {
+        let messages = smtp.messages();
+        (messages.len() == 2).then_some(messages)
+    })
+    .await;
+    let ids: Vec<Option<String>> = messages.iter().map(|m| header(m, "Message-ID")).collect();
+    let expected = format!("<{order_id}.order_confirmed@orderflow.example>");
+    assert_eq!(ids, [Some(expected.clone()), Some(expected)]);
+    for message in &messages {
+        assert_eq!(header(message, "X-Order-Id"), Some(order_id.to_string()));
+        assert_eq!(
+            header(message, "X-Notification-Kind").as_deref(),
+            Some("order_confirmed")
+        );
+    }
+    let recorded: i64 = sent_emails::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap_or(-1);
+    assert_eq!(recorded, 1);
+    let order = app.get_json(&format!("/orders/{order_id}")).await;
+    assert_eq!(order["status"], "fulfilled");
+    let fulfilled_events = order["events"]
+        .as_array()
+        .map(|e| e.iter().filter(|e| e["type"] == "fulfilled").count());
+    assert_eq!(fulfilled_events, Some(1));
+}

@@ -1,0 +1,78 @@
+//! A charge retried after its completion was lost charges once: the gateway is called with
+//! the order's idempotency key, and the payment is recorded once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use orderflow::config::PaymentConfig;
+use orderflow::payment::SimulatedGateway;
+use orderflow::schema::payments;
+use orderflow::tasks::TaskKind;
+use orderflow_queue::{claim_batch, TaskError, TaskHandler};
+use orderflow_tests::{spawn_app, TestDb};
+use payment_worker::ChargePayment;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_retried_after_a_lost_completion_charges_once() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let order: Value = app
+        .place_order("tok_visa", &[(&mug, 2)], None)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let order_id = order["id"].as_str().unwrap_or_default().to_string();
+
+    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
+        latency: Duration::ZERO,
+        transient_failure_rate: 0.0,
+    }));
+    let handler = ChargePayment::new(db.pool(2), gateway.clone());
+    let mut conn = db.connect().await;
+    let kind = TaskKind::PaymentCharge.as_str();
+
+    let lost = claim_batch(&mut conn, kind, 1, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(lost.len(), 1);
+    assert!(matches!(
+        handler.run(lost[0].clone()).await,
+        Err(TaskError::ClaimLost)
+    ));
+    assert_eq!(
+        app.get_json(&format!("/orders/{order_id}")).await["status"],
+        "pending"
+    );
+
+    let retry = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(retry.len(), 1);
+    assert!(handler.run(retry[0].clone()).await.is_ok());
+
+    assert_eq!(gateway.distinct_charges(), 1, "two calls, one charge");
+    let order = app.get_json(&format!("/orders/{order_id}")).await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["payment"]["amount_cents"], 2000);
+    let rows: i64 = payments::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap_or(-1);
+    assert_eq!(rows, 1);
+    // The follow-up exists exactly once.
+    let waiting = claim_batch(
+        &mut conn,
+        TaskKind::InventoryReserve.as_str(),
+        10,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_default();
+    assert_eq!(waiting.len(), 1);
+}
