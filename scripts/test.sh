@@ -13,8 +13,9 @@ ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
 export ORDERFLOW_TEST_PYTHON
 export TEST_DATABASE_URL="$DATABASE_URL"
 
-# Leftovers of interrupted runs (each test normally drops its own database).
-psql "$SERVER_URL/postgres" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'orderflow_test_%'" \
+# Leftovers of interrupted runs (each test normally drops its own database) and templates
+# of older migrations (the tests build the current one on first use).
+psql "$SERVER_URL/postgres" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'orderflow\_test\_%' OR datname LIKE 'orderflow\_template\_%'" \
     | while read -r db; do [ -n "$db" ] && psql "$SERVER_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 
 log "building"

@@ -148,7 +148,9 @@ fn migrations_hash(dir: &Path) -> String {
     files.sort();
     let mut hasher = Sha256::new();
     for file in files {
-        hasher.update(file.to_string_lossy().as_bytes());
+        // Relative names: every checkout of the same migrations shares one template.
+        let name = file.strip_prefix(dir).unwrap_or(&file);
+        hasher.update(name.to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&file).unwrap_or_default());
     }
     hex::encode(hasher.finalize())
