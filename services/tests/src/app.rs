@@ -192,18 +192,29 @@ pub fn worker_config() -> WorkerConfig {
 }
 
 /// Starts payment, inventory (`inventory_replicas` of them) and notification workers,
-/// sending e-mail to `smtp_url`.
+/// sending e-mail to `smtp_url`, with a gateway that always answers.
 pub fn spawn_workers(db: &TestDb, smtp_url: &str, inventory_replicas: usize) -> Workers {
+    let reliable = PaymentConfig {
+        latency: Duration::ZERO,
+        transient_failure_rate: 0.0,
+    };
+    spawn_workers_with_gateway(db, smtp_url, inventory_replicas, reliable)
+}
+
+/// As [`spawn_workers`], with a simulated gateway configured by `payment`.
+pub fn spawn_workers_with_gateway(
+    db: &TestDb,
+    smtp_url: &str,
+    inventory_replicas: usize,
+    payment: PaymentConfig,
+) -> Workers {
     // Small pools: tests run in parallel against one server with max_connections = 100.
     let database = db.database_config(4);
     let worker = worker_config();
     let mut runtimes = Vec::new();
 
+    let gateway = Arc::new(SimulatedGateway::new(payment));
     let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
-    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
-        latency: Duration::ZERO,
-        transient_failure_rate: 0.0,
-    }));
     payment_worker::register(&mut payment, gateway);
     runtimes.push(payment);
 

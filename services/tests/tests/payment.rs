@@ -76,3 +76,49 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
     .unwrap_or_default();
     assert_eq!(waiting.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
+    let db = TestDb::new().await;
+    let smtp = orderflow_tests::SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 100).await;
+    // 30 % of calls fail; ten attempts make a dead task a one-in-a-hundred-thousand event.
+    let flaky = PaymentConfig {
+        latency: Duration::from_millis(2),
+        transient_failure_rate: 0.3,
+    };
+    let workers = orderflow_tests::app::spawn_workers_with_gateway(&db, &smtp.url(), 1, flaky);
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let order: Value = app
+            .place_order("tok_visa", &[(&mug, 1)], None)
+            .await
+            .json()
+            .await
+            .unwrap_or_default();
+        ids.push(order["id"].as_str().unwrap_or_default().to_string());
+    }
+    for id in &ids {
+        assert_eq!(app.wait_terminal(id).await["status"], "fulfilled");
+    }
+    // The failures happened and were recorded on the tasks that retried.
+    #[derive(diesel::QueryableByName)]
+    struct Retried {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    let retried: Retried = diesel::sql_query(
+        "SELECT count(*) AS n FROM tasks WHERE kind LIKE 'payment.%' AND jsonb_array_length(errors) > 0 AND state = 'completed'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        retried.n > 0,
+        "with 30 % failures over 30 charges, some attempt failed"
+    );
+    assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 70);
+    workers.stop().await;
+}
