@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use orderflow::config::{ApiConfig, DatabaseConfig, LogFormat};
 
 const USAGE: &str = "usage: order-api [serve | migrate | seed]
@@ -36,8 +37,7 @@ async fn migrate() -> Result<(), AnyError> {
 async fn seed() -> Result<(), AnyError> {
     orderflow::telemetry::init(LogFormat::from_env()?);
     let database = DatabaseConfig::from_env()?;
-    let pool = orderflow::db::pool(&database);
-    let mut conn = pool.get().await?;
+    let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
     let added = orderflow::catalog::seed_demo_catalog(&mut conn).await?;
     tracing::info!(added, "demo catalog seeded");
     Ok(())
@@ -51,7 +51,10 @@ async fn serve() -> Result<(), AnyError> {
         let applied = orderflow::db::run_migrations(database.url.expose()).await?;
         tracing::info!(?applied, "migrations applied");
     }
-    let pool = orderflow::db::pool(&database);
+    let pool = orderflow::db::pool(
+        &database,
+        database.pool_size_or(orderflow::db::DEFAULT_POOL_SIZE),
+    );
     let app = order_api::startup::build(&api, pool)?;
     tracing::info!(addr = %app.addr, admin = api.admin_token.is_some(), "order API listening");
     app.server.await?;

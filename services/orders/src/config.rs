@@ -75,12 +75,18 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: Secret,
-    pub pool_size: u32,
+    /// `DB_POOL_SIZE`; unset, each service sizes its own pool (see [`Self::pool_size_or`]).
+    pub pool_size: Option<u32>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orderflow";
 
 impl DatabaseConfig {
+    /// The configured pool size, or the service's own default.
+    pub fn pool_size_or(&self, default: u32) -> u32 {
+        self.pool_size.unwrap_or(default)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let url: String = var("DATABASE_URL", DEFAULT_DATABASE_URL.to_string())?;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -89,8 +95,8 @@ impl DatabaseConfig {
                 "must start with postgres:// or postgresql://",
             ));
         }
-        let pool_size = var("DB_POOL_SIZE", 10u32)?;
-        if !(1..=1000).contains(&pool_size) {
+        let pool_size: Option<u32> = optional_var("DB_POOL_SIZE")?;
+        if pool_size.is_some_and(|size| !(1..=1000).contains(&size)) {
             return Err(invalid("DB_POOL_SIZE", "must be between 1 and 1000"));
         }
         Ok(Self {
@@ -172,7 +178,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let concurrency = var("WORKER_CONCURRENCY", 16usize)?;
+        let concurrency = var("WORKER_CONCURRENCY", 8usize)?;
         if !(1..=1024).contains(&concurrency) {
             return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 1024"));
         }

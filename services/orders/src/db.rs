@@ -27,12 +27,15 @@ impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for LogConnectio
     }
 }
 
-/// Builds the pool without connecting: the first use connects, so a service can start
-/// (and report not-ready) while the database is still coming up.
-pub fn pool(config: &DatabaseConfig) -> Pool {
+/// The API's pool size when `DB_POOL_SIZE` is unset.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// Builds a pool of `size` connections without connecting: the first use connects, so a
+/// service can start (and report not-ready) while the database is still coming up.
+pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.expose());
     bb8::Pool::builder()
-        .max_size(config.pool_size)
+        .max_size(size)
         .connection_timeout(CONNECTION_TIMEOUT)
         .error_sink(Box::new(LogConnectionErrors))
         .build_unchecked(manager)

@@ -23,8 +23,19 @@ pub struct WorkerRuntime {
 impl WorkerRuntime {
     pub fn new(database: &DatabaseConfig, worker: &WorkerConfig, kinds: &[TaskKind]) -> Self {
         let names: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        // Each running task holds at most one connection at a time; each kind's claim
+        // loop needs one more. With fewer, tasks queue for connections.
+        let wanted = (kinds.len() * (worker.concurrency + 1)) as u32;
+        let pool_size = database.pool_size_or(wanted);
+        if pool_size < wanted {
+            tracing::warn!(
+                pool_size,
+                wanted,
+                "DB_POOL_SIZE is below what WORKER_CONCURRENCY can use"
+            );
+        }
         Self {
-            pool: db::pool(database),
+            pool: db::pool(database, pool_size),
             database_url: database.url.expose().to_string(),
             options: WorkerOptions {
                 concurrency: worker.concurrency,

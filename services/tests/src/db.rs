@@ -47,13 +47,13 @@ impl TestDb {
     }
 
     pub fn pool(&self, size: u32) -> orderflow::db::Pool {
-        orderflow::db::pool(&self.database_config(size))
+        orderflow::db::pool(&self.database_config(size), size)
     }
 
     pub fn database_config(&self, pool_size: u32) -> orderflow::config::DatabaseConfig {
         orderflow::config::DatabaseConfig {
             url: orderflow::config::Secret::new(self.url.clone()),
-            pool_size,
+            pool_size: Some(pool_size),
         }
     }
 }
