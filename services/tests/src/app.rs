@@ -120,6 +120,24 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("POST /orders: {e}"))
     }
 
+    /// Places an order that must be accepted; returns its id.
+    pub async fn place_order_id(&self, token: &str, items: &[(&str, i64)]) -> String {
+        let response = self.place_order(token, items, None).await;
+        assert_eq!(response.status(), 202, "placing an order");
+        let order: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("order body: {e}"));
+        order["id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// A request to an admin route, with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
     /// Waits until the order is fulfilled or cancelled and returns it.
     pub async fn wait_terminal(&self, order_id: &str) -> Value {
         crate::wait_until(

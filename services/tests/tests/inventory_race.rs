@@ -4,7 +4,6 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::{order_items, orders, products};
 use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
-use serde_json::Value;
 
 async fn place_all(
     app: &orderflow_tests::TestApp,
@@ -12,14 +11,7 @@ async fn place_all(
 ) -> Vec<String> {
     let requests = baskets.iter().map(|basket| {
         let items: Vec<(&str, i64)> = basket.iter().map(|(id, q)| (id.as_str(), *q)).collect();
-        async move {
-            let response = app.place_order("tok_visa", &items, None).await;
-            assert_eq!(response.status(), 202);
-            response.json::<Value>().await.unwrap_or_default()["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
+        async move { app.place_order_id("tok_visa", &items).await }
     });
     futures_util::future::join_all(requests).await
 }

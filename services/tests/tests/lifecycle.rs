@@ -101,14 +101,7 @@ async fn a_declined_card_cancels_the_order_without_taking_stock() {
     let workers = spawn_workers(&db, &smtp.url(), 1);
     let mug = app.create_product("MUG", 1250, 5).await;
 
-    let response = app
-        .place_order("tok_chargeDeclined", &[(&mug, 1)], None)
-        .await;
-    assert_eq!(response.status(), 202);
-    let order_id = response.json::<Value>().await.unwrap_or_default()["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let order_id = app.place_order_id("tok_chargeDeclined", &[(&mug, 1)]).await;
 
     let order = app.wait_terminal(&order_id).await;
     assert_eq!(order["status"], "cancelled");
@@ -132,14 +125,9 @@ async fn an_order_short_of_stock_is_cancelled_and_refunded_taking_no_stock() {
     let plenty = app.create_product("PLENTY", 1000, 10).await;
     let scarce = app.create_product("SCARCE", 500, 1).await;
 
-    let response = app
-        .place_order("tok_visa", &[(&plenty, 3), (&scarce, 2)], None)
+    let order_id = app
+        .place_order_id("tok_visa", &[(&plenty, 3), (&scarce, 2)])
         .await;
-    assert_eq!(response.status(), 202);
-    let order_id = response.json::<Value>().await.unwrap_or_default()["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
 
     let order = app.wait_terminal(&order_id).await;
     assert_eq!(order["status"], "cancelled");

@@ -14,7 +14,6 @@ use orderflow::tasks::{self, TaskKind};
 use orderflow_queue::{claim_batch, enqueue, TaskError, TaskHandler};
 use orderflow_tests::smtp::header;
 use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestDb};
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_recorded_once() {
@@ -22,14 +21,8 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
     let smtp = SmtpServer::start().await;
     let app = spawn_app(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
-    let order: Value = app
-        .place_order("tok_visa", &[(&mug, 1)], None)
-        .await
-        .json()
-        .await
-        .unwrap_or_default();
-    let order_id =
-        uuid::Uuid::parse_str(order["id"].as_str().unwrap_or_default()).unwrap_or_default();
+    let placed = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let order_id = uuid::Uuid::parse_str(&placed).unwrap_or_default();
 
     // The order as the inventory step leaves it, with its confirmation task enqueued.
     let mut conn = db.connect().await;

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::orders;
-use orderflow_tests::app::{order_body, ADMIN_TOKEN};
+use orderflow_tests::app::order_body;
 use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
 use serde_json::{json, Value};
 
@@ -14,13 +14,7 @@ async fn orders_are_listed_newest_first_in_pages_and_by_status() {
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut placed = Vec::new();
     for _ in 0..5 {
-        let order: Value = app
-            .place_order("tok_visa", &[(&mug, 1)], None)
-            .await
-            .json()
-            .await
-            .unwrap_or_default();
-        placed.push(order["id"].as_str().unwrap_or_default().to_string());
+        placed.push(app.place_order_id("tok_visa", &[(&mug, 1)]).await);
     }
     let mut conn = db.connect().await;
     let first_id = uuid::Uuid::parse_str(&placed[0]).unwrap_or_default();
@@ -88,13 +82,7 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
     let smtp = SmtpServer::start().await;
     let app = spawn_app(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
-    let order: Value = app
-        .place_order("tok_visa", &[(&mug, 1)], None)
-        .await
-        .json()
-        .await
-        .unwrap_or_default();
-    let order_id = order["id"].as_str().unwrap_or_default().to_string();
+    let order_id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
 
     // A token the gateway rejects (as if the card was removed after the order was accepted).
     let mut conn = db.connect().await;
@@ -120,12 +108,7 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
         "{event}"
     );
 
-    let admin_get = |path: &str| {
-        app.client
-            .get(app.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-    };
+    let admin_get = |path: &str| app.admin(reqwest::Method::GET, path).send();
     let dead: Value = admin_get("/admin/tasks/dead")
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -159,22 +142,12 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let task_id = tasks[0]["id"].as_i64().unwrap_or_default();
-    let retried = app
-        .client
-        .post(app.url(&format!("/admin/tasks/{task_id}/retry")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let retry_path = format!("/admin/tasks/{task_id}/retry");
+    let retry = || app.admin(reqwest::Method::POST, &retry_path).send();
+    let retried = retry().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(retried.status(), 202);
     assert_eq!(app.wait_terminal(&order_id).await["status"], "fulfilled");
-    let again = app
-        .client
-        .post(app.url(&format!("/admin/tasks/{task_id}/retry")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = retry().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.status(), 404, "only a dead task can be retried");
     workers.stop().await;
 }

@@ -13,20 +13,13 @@ use orderflow::tasks::TaskKind;
 use orderflow_queue::{claim_batch, TaskError, TaskHandler};
 use orderflow_tests::{spawn_app, TestDb};
 use payment_worker::ChargePayment;
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_charge_retried_after_a_lost_completion_charges_once() {
     let db = TestDb::new().await;
     let app = spawn_app(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
-    let order: Value = app
-        .place_order("tok_visa", &[(&mug, 2)], None)
-        .await
-        .json()
-        .await
-        .unwrap_or_default();
-    let order_id = order["id"].as_str().unwrap_or_default().to_string();
+    let order_id = app.place_order_id("tok_visa", &[(&mug, 2)]).await;
 
     let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
         latency: Duration::ZERO,
@@ -91,13 +84,7 @@ async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
     let workers = orderflow_tests::app::spawn_workers_with_gateway(&db, &smtp.url(), 1, flaky);
     let mut ids = Vec::new();
     for _ in 0..30 {
-        let order: Value = app
-            .place_order("tok_visa", &[(&mug, 1)], None)
-            .await
-            .json()
-            .await
-            .unwrap_or_default();
-        ids.push(order["id"].as_str().unwrap_or_default().to_string());
+        ids.push(app.place_order_id("tok_visa", &[(&mug, 1)]).await);
     }
     for id in &ids {
         assert_eq!(app.wait_terminal(id).await["status"], "fulfilled");

@@ -242,6 +242,48 @@ struct AlwaysFails {
     dead_hook_calls: AtomicUsize,
 }
 
+impl AlwaysFails {
+    fn new(permanent: bool) -> Arc<Self> {
+        Arc::new(Self {
+            permanent,
+            runs: AtomicUsize::new(0),
+            dead_hook_calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// A worker running in the background until stopped.
+struct RunningWorker {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn start_worker<H: TaskHandler>(
+    db: &TestDb,
+    config: KindConfig,
+    handler: &Arc<H>,
+) -> RunningWorker {
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config,
+        Arc::clone(handler),
+        options(),
+        Default::default(),
+    );
+    RunningWorker {
+        handle: tokio::spawn(worker.run(shutdown.clone())),
+        shutdown,
+    }
+}
+
+impl RunningWorker {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+}
+
 impl TaskHandler for AlwaysFails {
     async fn run(&self, _task: ClaimedTask) -> Result<Completion, TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
@@ -290,20 +332,8 @@ async fn a_failing_task_is_retried_until_its_limit_then_dead_with_its_errors() {
     let mut conn = db.connect().await;
     let config = kind("test.flaky", 3);
     let id = enqueue_one(&mut conn, &config).await;
-    let handler = Arc::new(AlwaysFails {
-        permanent: false,
-        runs: AtomicUsize::new(0),
-        dead_hook_calls: AtomicUsize::new(0),
-    });
-    let shutdown = CancellationToken::new();
-    let worker = Worker::new(
-        db.pool(4),
-        config.clone(),
-        Arc::clone(&handler),
-        options(),
-        Default::default(),
-    );
-    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let handler = AlwaysFails::new(false);
+    let worker = start_worker(&db, config.clone(), &handler);
 
     let row = wait_for_state(&mut conn, id, "dead").await;
     assert_eq!(row.attempts, 3);
@@ -332,8 +362,7 @@ async fn a_failing_task_is_retried_until_its_limit_then_dead_with_its_errors() {
             .unwrap_or(true),
         "no such task"
     );
-    shutdown.cancel();
-    let _ = running.await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,25 +371,12 @@ async fn a_permanent_error_kills_the_task_at_once() {
     let mut conn = db.connect().await;
     let config = kind("test.permanent", 10);
     let id = enqueue_one(&mut conn, &config).await;
-    let handler = Arc::new(AlwaysFails {
-        permanent: true,
-        runs: AtomicUsize::new(0),
-        dead_hook_calls: AtomicUsize::new(0),
-    });
-    let shutdown = CancellationToken::new();
-    let worker = Worker::new(
-        db.pool(4),
-        config,
-        Arc::clone(&handler),
-        options(),
-        Default::default(),
-    );
-    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let handler = AlwaysFails::new(true);
+    let worker = start_worker(&db, config, &handler);
     let row = wait_for_state(&mut conn, id, "dead").await;
     assert_eq!(row.attempts, 1);
     assert_eq!(count(&handler.runs), 1);
-    shutdown.cancel();
-    let _ = running.await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -374,20 +390,8 @@ async fn a_task_whose_worker_died_on_its_last_attempt_is_buried_dead() {
         .await
         .unwrap_or_default();
     assert_eq!(claimed.len(), 1);
-    let handler = Arc::new(AlwaysFails {
-        permanent: false,
-        runs: AtomicUsize::new(0),
-        dead_hook_calls: AtomicUsize::new(0),
-    });
-    let shutdown = CancellationToken::new();
-    let worker = Worker::new(
-        db.pool(4),
-        config,
-        Arc::clone(&handler),
-        options(),
-        Default::default(),
-    );
-    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let handler = AlwaysFails::new(false);
+    let worker = start_worker(&db, config, &handler);
     let row = wait_for_state(&mut conn, id, "dead").await;
     assert_eq!(
         row.last_error.as_deref(),
@@ -398,8 +402,7 @@ async fn a_task_whose_worker_died_on_its_last_attempt_is_buried_dead() {
         (count(&handler.dead_hook_calls) == 1).then_some(())
     })
     .await;
-    shutdown.cancel();
-    let _ = running.await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
