@@ -23,13 +23,18 @@ pub struct TestApp {
 
 /// Starts the API on a free port against `db`.
 pub async fn spawn_app(db: &TestDb) -> TestApp {
+    spawn_app_with_pool(db.pool(4)).await
+}
+
+/// Starts the API on a free port with the given pool (which may point nowhere).
+pub async fn spawn_app_with_pool(pool: orderflow::db::Pool) -> TestApp {
     let config = ApiConfig {
         addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         cors_origins: Vec::new(),
         migrate_on_start: false,
     };
-    let app = order_api::startup::build(&config, db.pool(4))
+    let app = order_api::startup::build(&config, pool)
         .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
     let server = app.server.handle();
     tokio::spawn(app.server);

@@ -151,3 +151,27 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
     assert_eq!(again.status(), 404, "only a dead task can be retried");
     workers.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_database_the_api_answers_503_with_a_json_error() {
+    // A port nobody listens on: every connection attempt is refused.
+    let nowhere = orderflow::config::DatabaseConfig {
+        url: orderflow::config::Secret::new(format!(
+            "postgres://postgres@127.0.0.1:{}/orderflow",
+            orderflow_tests::smtp::free_port()
+        )),
+        pool_size: Some(2),
+    };
+    let app = orderflow_tests::app::spawn_app_with_pool(orderflow::db::pool(&nowhere, 2)).await;
+    assert_eq!(
+        app.get_json("/healthz").await["status"],
+        "ok",
+        "the process itself is up"
+    );
+    for path in ["/readyz", "/products"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 503, "{path}");
+        let body: Value = response.json().await.unwrap_or_default();
+        assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
+    }
+}
