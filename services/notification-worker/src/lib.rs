@@ -56,27 +56,31 @@ impl TaskHandler for SendNotification {
                 "order {order_id} does not exist"
             )));
         };
+        let message_id = email::message_id(order_id, notification);
         if !already_sent {
             let message = email::compose(&self.from, &order, notification).map_err(mail_error)?;
             self.mailer.send(message).await.map_err(mail_error)?;
-            tracing::info!(message_id = %email::message_id(order_id, notification), "e-mail sent");
+            tracing::info!(%message_id, "e-mail sent");
         }
 
-        let message_id = email::message_id(order_id, notification);
+        let recipient = &order.customer.email;
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            let completion = task.complete(conn).await?;
-            lifecycle::record_email_sent(
-                conn,
-                order_id,
-                notification,
-                &message_id,
-                &order.customer.email,
-            )
+        let (completion, recorded) = conn
+            .transaction(async |conn| {
+                let completion = task.complete(conn).await?;
+                let recorded = lifecycle::record_email_sent(
+                    conn,
+                    order_id,
+                    notification,
+                    &message_id,
+                    recipient,
+                )
+                .await?;
+                Ok::<_, TaskError>((completion, recorded))
+            })
             .await?;
-            Ok(completion)
-        })
-        .await
+        tracing::debug!(?recorded, "e-mail recorded");
+        Ok(completion)
     }
 
     async fn on_dead(

@@ -72,12 +72,16 @@ impl TaskHandler for ChargePayment {
         tracing::info!(?outcome, "charge answered");
 
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            let completion = task.complete(conn).await?;
-            lifecycle::record_charge(conn, order_id, facts.total_cents, &outcome).await?;
-            Ok(completion)
-        })
-        .await
+        let (completion, recorded) = conn
+            .transaction(async |conn| {
+                let completion = task.complete(conn).await?;
+                let recorded =
+                    lifecycle::record_charge(conn, order_id, facts.total_cents, &outcome).await?;
+                Ok::<_, TaskError>((completion, recorded))
+            })
+            .await?;
+        tracing::debug!(?recorded, "charge recorded");
+        Ok(completion)
     }
 
     async fn on_dead(
@@ -121,12 +125,15 @@ impl TaskHandler for RefundPayment {
         tracing::info!(%refund_id, "refunded");
 
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            let completion = task.complete(conn).await?;
-            lifecycle::record_refund(conn, order_id, &refund_id).await?;
-            Ok(completion)
-        })
-        .await
+        let (completion, recorded) = conn
+            .transaction(async |conn| {
+                let completion = task.complete(conn).await?;
+                let recorded = lifecycle::record_refund(conn, order_id, &refund_id).await?;
+                Ok::<_, TaskError>((completion, recorded))
+            })
+            .await?;
+        tracing::debug!(?recorded, "refund recorded");
+        Ok(completion)
     }
 
     async fn on_dead(

@@ -35,7 +35,7 @@ pub mod admin;
 pub use claim::{claim_batch, enqueue, fail, notify_channel, FailureOutcome};
 pub use error::TaskError;
 pub use listener::Listener;
-pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask, TaskState};
+pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask};
 pub use worker::{TaskHandler, Worker, WorkerOptions};
 
 /// The connection pool the queue works with.

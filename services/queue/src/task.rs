@@ -8,33 +8,6 @@ use uuid::Uuid;
 
 use crate::TaskError;
 
-/// The states a task moves through. `completed` and `dead` are final until an operator
-/// retries a dead task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    Waiting,
-    Running,
-    Completed,
-    Dead,
-}
-
-impl TaskState {
-    pub const ALL: [TaskState; 4] = [Self::Waiting, Self::Running, Self::Completed, Self::Dead];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Waiting => "waiting",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == value)
-    }
-}
-
 /// How the queue treats one kind of task.
 #[derive(Debug, Clone)]
 pub struct KindConfig {
