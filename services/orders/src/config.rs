@@ -77,6 +77,10 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// `DB_POOL_SIZE`; unset, each service sizes its own pool (see [`Self::pool_size_or`]).
     pub pool_size: Option<u32>,
+    /// `DB_ACQUIRE_TIMEOUT_MS`: how long a request or task waits for a connection before it
+    /// fails (503 for a request), so that an unreachable database means fast errors, not
+    /// hung requests.
+    pub acquire_timeout: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orderflow";
@@ -99,9 +103,17 @@ impl DatabaseConfig {
         if pool_size.is_some_and(|size| !(1..=1000).contains(&size)) {
             return Err(invalid("DB_POOL_SIZE", "must be between 1 and 1000"));
         }
+        let acquire_timeout_ms = var("DB_ACQUIRE_TIMEOUT_MS", 1000u64)?;
+        if !(1..=600_000).contains(&acquire_timeout_ms) {
+            return Err(invalid(
+                "DB_ACQUIRE_TIMEOUT_MS",
+                "must be between 1 and 600000",
+            ));
+        }
         Ok(Self {
             url: Secret(url),
             pool_size,
+            acquire_timeout: Duration::from_millis(acquire_timeout_ms),
         })
     }
 }
@@ -174,6 +186,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
+    /// `TASK_LEASE_SECONDS`: overrides the lease of every kind this worker runs.
+    pub lease: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -186,8 +200,16 @@ impl WorkerConfig {
         if poll_interval_ms == 0 {
             return Err(invalid("WORKER_POLL_INTERVAL_MS", "must be at least 1"));
         }
+        let lease: Option<f64> = optional_var("TASK_LEASE_SECONDS")?;
+        if lease.is_some_and(|secs| !(0.1..=3600.0).contains(&secs)) {
+            return Err(invalid(
+                "TASK_LEASE_SECONDS",
+                "must be between 0.1 and 3600",
+            ));
+        }
         Ok(Self {
             concurrency,
+            lease: lease.map(Duration::from_secs_f64),
             poll_interval: Duration::from_millis(poll_interval_ms),
             shutdown_grace: Duration::from_secs(var("SHUTDOWN_GRACE_SECONDS", 10u64)?),
         })

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -9,9 +7,6 @@ use crate::config::DatabaseConfig;
 pub use orderflow_queue::Pool;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
-
-/// A request waits at most this long for a connection; then it fails (503), not hangs.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// bb8 reports a refused connection as a timeout; this sink logs the real cause.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +31,7 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.expose());
     bb8::Pool::builder()
         .max_size(size)
-        .connection_timeout(CONNECTION_TIMEOUT)
+        .connection_timeout(config.acquire_timeout)
         .error_sink(Box::new(LogConnectionErrors))
         .build_unchecked(manager)
 }

@@ -15,6 +15,7 @@ pub struct WorkerRuntime {
     pub pool: Pool,
     database_url: String,
     options: WorkerOptions,
+    lease: Option<std::time::Duration>,
     listener: Listener,
     shutdown: CancellationToken,
     workers: JoinSet<()>,
@@ -42,6 +43,7 @@ impl WorkerRuntime {
                 poll_interval: worker.poll_interval,
                 shutdown_grace: worker.shutdown_grace,
             },
+            lease: worker.lease,
             listener: Listener::new(&names),
             shutdown: CancellationToken::new(),
             workers: JoinSet::new(),
@@ -56,7 +58,7 @@ impl WorkerRuntime {
     pub fn spawn<H: TaskHandler>(&mut self, kind: TaskKind, handler: H) {
         let worker = Worker::new(
             self.pool.clone(),
-            kind.config(),
+            kind.config_with_lease(self.lease),
             Arc::new(handler),
             self.options.clone(),
             self.listener.wakeup(kind.as_str()),

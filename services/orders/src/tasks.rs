@@ -28,24 +28,38 @@ impl TaskKind {
         self.config().kind
     }
 
-    /// Attempts and leases per kind. Gateway and SMTP calls get more attempts (outages
-    /// pass); inventory only touches PostgreSQL.
+    /// The kind's queue settings, with its lease from `TASK_LEASE_SECONDS` when set.
+    pub fn config_with_lease(self, lease: Option<Duration>) -> KindConfig {
+        let mut config = self.config();
+        if let Some(lease) = lease {
+            config.lease = lease;
+        }
+        config
+    }
+
+    /// Attempts, leases and timeouts per kind. Gateway and SMTP calls get more attempts
+    /// (outages pass); inventory only touches PostgreSQL.
     pub fn config(self) -> KindConfig {
-        let (kind, max_attempts, lease_secs) = match self {
-            Self::PaymentCharge => ("payment.charge", 10, 30),
-            Self::PaymentRefund => ("payment.refund", 20, 30),
-            Self::InventoryReserve => ("inventory.reserve", 10, 15),
-            Self::NotificationSend => ("notification.send", 20, 30),
+        // Leases are short because a heartbeat extends them; the timeout bounds an attempt.
+        let (kind, max_attempts, timeout_secs) = match self {
+            Self::PaymentCharge => ("payment.charge", 10, 60),
+            Self::PaymentRefund => ("payment.refund", 20, 60),
+            Self::InventoryReserve => ("inventory.reserve", 10, 30),
+            Self::NotificationSend => ("notification.send", 20, 60),
         };
         KindConfig {
             kind,
             max_attempts,
-            lease: Duration::from_secs(lease_secs),
+            lease: DEFAULT_LEASE,
+            timeout: Duration::from_secs(timeout_secs),
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(60),
         }
     }
 }
+
+/// How long a task stays claimed after its worker stopped sending heartbeats.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// Payload of `payment.charge`, `payment.refund` and `inventory.reserve`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

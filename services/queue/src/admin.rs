@@ -16,6 +16,10 @@ pub struct KindStateCount {
     pub state: String,
     #[diesel(sql_type = BigInt)]
     pub count: i64,
+    /// Running tasks whose lease has expired: their worker died or hung and they wait to
+    /// be claimed again (or buried, on their last attempt).
+    #[diesel(sql_type = BigInt)]
+    pub past_lease: i64,
     /// For `waiting`: how long the oldest due task has waited. For `running`: how far past
     /// its lease the most overdue task is (stuck), or 0.
     #[diesel(sql_type = Nullable<Double>)]
@@ -27,6 +31,7 @@ pub struct KindStateCount {
 pub async fn overview(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
     diesel::sql_query(
         "SELECT kind, state, count(*) AS count, \
+                count(*) FILTER (WHERE state = 'running' AND lease_expires_at < now()) AS past_lease, \
                 CASE state \
                   WHEN 'waiting' THEN extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 \
                   WHEN 'running' THEN greatest(0, extract(epoch FROM now() - min(lease_expires_at)))::float8 \

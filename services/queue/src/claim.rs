@@ -140,3 +140,53 @@ pub(crate) async fn bury_expired(
     .load(conn)
     .await
 }
+
+/// Extends a running task's lease to `lease` from now, while the claim is still ours.
+/// Returns false when the claim was lost (the lease had already expired, or the task was
+/// re-claimed, completed or failed): the attempt should stop, it can no longer commit.
+pub async fn extend_lease(
+    conn: &mut AsyncPgConnection,
+    task: &ClaimedTask,
+    lease: Duration,
+) -> diesel::QueryResult<bool> {
+    let updated = diesel::sql_query(
+        "UPDATE tasks SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) \
+         WHERE id = $1 AND claim_token = $2 AND state = 'running' \
+           AND lease_expires_at > clock_timestamp()",
+    )
+    .bind::<Int8, _>(task.id)
+    .bind::<SqlUuid, _>(task.claim_token)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Gives claimed tasks back at shutdown: due again at once, and the interrupted attempt is
+/// not counted (it did not fail; this worker stopped). Only claims still held by their
+/// token are released; other workers of the kind are woken. Returns how many were.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    claims: &[(i64, uuid::Uuid)],
+) -> diesel::QueryResult<usize> {
+    let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
+    let released = diesel::sql_query(
+        "UPDATE tasks AS t SET state = 'waiting', run_at = now(), \
+             attempts = greatest(t.attempts - 1, 0), claim_token = NULL, \
+             lease_expires_at = NULL, updated_at = now() \
+         FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token) \
+         WHERE t.id = held.id AND t.claim_token = held.token AND t.state = 'running'",
+    )
+    .bind::<diesel::sql_types::Array<Int8>, _>(ids)
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(tokens)
+    .execute(conn)
+    .await?;
+    if released > 0 {
+        diesel::sql_query("SELECT pg_notify($1, '')")
+            .bind::<Text, _>(notify_channel(kind))
+            .execute(conn)
+            .await?;
+    }
+    Ok(released)
+}

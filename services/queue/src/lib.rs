@@ -13,6 +13,10 @@
 //!   follow-up tasks. It succeeds only while the claim token matches and the lease is
 //!   live, so a worker whose claim was lost cannot commit: effects in PostgreSQL are
 //!   exactly-once although delivery is at-least-once.
+//! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
+//!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
+//!   worker's task is free again one lease after its last beat. Each kind bounds one
+//!   attempt with a timeout, so a hung handler cannot hold a task forever.
 //! - **Nothing is lost.** A task whose lease expired (its worker died) is claimable again.
 //! - **Retries, then dead.** A failed attempt is retried after exponential backoff with
 //!   jitter, up to the kind's attempt limit; a permanent error or the last attempt moves
@@ -21,7 +25,8 @@
 //!   tasks can be retried by an operator ([`admin::retry_dead`]).
 //! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback.
 //! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
-//!   finish within a grace period.
+//!   finish within a grace period; what is still running then is stopped and given back
+//!   ([`release`]) without counting the attempt.
 
 mod claim;
 mod error;
@@ -32,7 +37,9 @@ mod worker;
 
 pub mod admin;
 
-pub use claim::{claim_batch, enqueue, fail, notify_channel, FailureOutcome};
+pub use claim::{
+    claim_batch, enqueue, extend_lease, fail, notify_channel, release, FailureOutcome,
+};
 pub use error::TaskError;
 pub use listener::Listener;
 pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask};

@@ -14,8 +14,12 @@ pub struct KindConfig {
     pub kind: &'static str,
     /// Attempts before the task is dead (the first run counts).
     pub max_attempts: i32,
-    /// How long a claim is exclusive. A task that runs longer may be claimed again.
+    /// How long a claim stays exclusive without a heartbeat. The worker extends it while
+    /// the task runs, so this is how long a task waits after its worker died.
     pub lease: Duration,
+    /// The longest one attempt may run; then it fails (retryably) and stops extending its
+    /// lease, so a hung handler cannot hold a task forever.
+    pub timeout: Duration,
     /// Backoff before the second attempt; doubles per attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,

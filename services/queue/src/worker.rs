@@ -1,5 +1,6 @@
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -8,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::claim::bury_expired;
+use crate::claim::{bury_expired, extend_lease, release};
 use crate::{
     claim_batch, fail, ClaimedTask, Completion, DeadTask, FailureOutcome, KindConfig, Pool,
     TaskError,
@@ -79,11 +80,12 @@ impl<H: TaskHandler> Worker<H> {
     }
 
     /// Runs until `shutdown` is cancelled, then stops claiming and waits up to the grace
-    /// period for in-flight tasks. A task still running after that is abandoned: its
-    /// transaction never commits and its lease makes it claimable again.
+    /// period for in-flight tasks. A task still running after that is stopped (its
+    /// transaction never commits) and given back, claimable again at once.
     pub async fn run(self, shutdown: CancellationToken) {
         let concurrency = self.options.concurrency.max(1);
         let mut running = JoinSet::new();
+        let held = HeldClaims::default();
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(kind = self.kind.kind, concurrency, "worker started");
@@ -98,7 +100,8 @@ impl<H: TaskHandler> Worker<H> {
                     Ok(tasks) => {
                         let full = tasks.len() == free;
                         for task in tasks {
-                            running.spawn(self.execute(task));
+                            held.insert(&task);
+                            running.spawn(self.execute(task, held.clone()));
                         }
                         // A full batch means more may be waiting: claim again as soon
                         // as a slot frees up, without waiting for a wake-up.
@@ -135,12 +138,31 @@ impl<H: TaskHandler> Worker<H> {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                kind = self.kind.kind,
-                abandoned = running.len(),
-                "grace period over; abandoned tasks will be re-claimed when their lease expires"
-            );
             running.abort_all();
+            while running.join_next().await.is_some() {}
+            self.give_back(held.take()).await;
+        }
+    }
+
+    /// Releases the claims of tasks stopped at shutdown, so that another worker takes them
+    /// now rather than when their lease expires.
+    async fn give_back(&self, claims: Vec<(i64, uuid::Uuid)>) {
+        let result: Result<usize, TaskError> = async {
+            let mut conn = self.pool.get().await?;
+            Ok(release(&mut conn, self.kind.kind, &claims).await?)
+        }
+        .await;
+        match result {
+            Ok(released) => tracing::warn!(
+                kind = self.kind.kind,
+                released,
+                "grace period over; unfinished tasks given back"
+            ),
+            Err(error) => tracing::warn!(
+                kind = self.kind.kind,
+                %error,
+                "grace period over; unfinished tasks will be re-claimed when their lease expires"
+            ),
         }
     }
 
@@ -149,19 +171,35 @@ impl<H: TaskHandler> Worker<H> {
         Ok(claim_batch(&mut conn, self.kind.kind, limit as i64, self.kind.lease).await?)
     }
 
-    fn execute(&self, task: ClaimedTask) -> impl Future<Output = ()> + Send + 'static {
+    /// Runs one attempt under the kind's timeout while a heartbeat keeps its lease.
+    fn execute(
+        &self,
+        task: ClaimedTask,
+        held: HeldClaims,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
         let kind = self.kind.clone();
         let handler = Arc::clone(&self.handler);
         let span = tracing::info_span!("task", task_id = task.id, kind = %task.kind, attempt = task.attempt);
         async move {
-            match handler.run(task.clone()).await {
+            let outcome = tokio::select! {
+                // A completion that raced the heartbeat's last beat still counts.
+                biased;
+                outcome = tokio::time::timeout(kind.timeout, handler.run(task.clone())) => {
+                    outcome.unwrap_or_else(|_| Err(TaskError::Retryable(format!(
+                        "timed out after {} ms", kind.timeout.as_millis()
+                    ))))
+                }
+                () = keep_lease(&pool, &task, kind.lease) => Err(TaskError::ClaimLost),
+            };
+            match outcome {
                 Ok(_) => tracing::debug!("task completed"),
                 Err(TaskError::ClaimLost) => {
                     tracing::warn!("claim lost before completion; another attempt owns the task")
                 }
                 Err(error) => record_failure(&pool, &kind, handler.as_ref(), &task, error).await,
             }
+            held.remove(task.id);
         }
         .instrument(span)
     }
@@ -193,6 +231,51 @@ impl<H: TaskHandler> Worker<H> {
                 tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
             }
         }
+    }
+}
+
+/// Extends the task's lease every third of a lease while the attempt runs. Returns only
+/// when the claim is lost, so that the attempt stops: it could not commit anyway. A beat
+/// that fails (database unreachable) is retried on the next one; the lease covers the gap.
+async fn keep_lease(pool: &Pool, task: &ClaimedTask, lease: Duration) {
+    let mut beat = tokio::time::interval(lease / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await;
+    loop {
+        beat.tick().await;
+        let extended: Result<bool, TaskError> = async {
+            let mut conn = pool.get().await?;
+            Ok(extend_lease(&mut conn, task, lease).await?)
+        }
+        .await;
+        match extended {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => tracing::warn!(%error, "could not extend the task's lease"),
+        }
+    }
+}
+
+/// The claims this worker holds, so that it can give back the unfinished ones at shutdown.
+#[derive(Clone, Default)]
+struct HeldClaims(Arc<Mutex<HashMap<i64, uuid::Uuid>>>);
+
+impl HeldClaims {
+    fn insert(&self, task: &ClaimedTask) {
+        self.lock().insert(task.id, task.claim_token);
+    }
+
+    fn remove(&self, task_id: i64) {
+        self.lock().remove(&task_id);
+    }
+
+    fn take(&self) -> Vec<(i64, uuid::Uuid)> {
+        self.lock().drain().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, uuid::Uuid>> {
+        // The map stays consistent even if a holder panicked: each operation is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -54,6 +54,7 @@ impl TestDb {
         orderflow::config::DatabaseConfig {
             url: orderflow::config::Secret::new(self.url.clone()),
             pool_size: Some(pool_size),
+            acquire_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The read side of the API and the operator endpoints.
 
+use std::time::Duration;
+
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::orders;
@@ -161,6 +163,7 @@ async fn without_a_database_the_api_answers_503_with_a_json_error() {
             orderflow_tests::smtp::free_port()
         )),
         pool_size: Some(2),
+        acquire_timeout: Duration::from_millis(500),
     };
     let app = orderflow_tests::app::spawn_app_with_pool(orderflow::db::pool(&nowhere, 2)).await;
     assert_eq!(

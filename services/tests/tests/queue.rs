@@ -22,6 +22,7 @@ fn kind(name: &'static str, max_attempts: i32) -> KindConfig {
         kind: name,
         max_attempts,
         lease: Duration::from_secs(30),
+        timeout: Duration::from_secs(30),
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(40),
     }
@@ -209,6 +210,7 @@ fn backoff_grows_exponentially_within_its_jitter_and_cap() {
         kind: "test.math",
         max_attempts: 10,
         lease: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
         base_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(2),
     };
@@ -504,4 +506,271 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     shutdown.cancel();
     let _ = running.await;
     let _ = listening.await;
+}
+
+/// A handler that holds each attempt until the test opens the gate (or forever), counting
+/// attempts started and attempts whose future was dropped unfinished.
+#[derive(Default)]
+struct Gate {
+    started: AtomicUsize,
+    dropped: AtomicUsize,
+    open: tokio::sync::Notify,
+    /// Attempts after this many complete at once.
+    hold_first: usize,
+}
+
+/// Counts an attempt's future dropped before it finished (stopped by the worker).
+struct DropCounter<'a>(&'a AtomicUsize, bool);
+
+impl Drop for DropCounter<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl TaskHandler for Gate {
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        let attempt = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut guard = DropCounter(&self.dropped, false);
+        if attempt <= self.hold_first {
+            self.open.notified().await;
+        }
+        guard.1 = true;
+        let mut conn = task_pool_connection(&task).await?;
+        task.complete(&mut conn).await
+    }
+}
+
+/// The test database of a task's worker, reached again from inside a handler.
+async fn task_pool_connection(task: &ClaimedTask) -> Result<AsyncPgConnection, TaskError> {
+    let url = task.payload["database_url"].as_str().unwrap_or_default();
+    AsyncPgConnection::establish(url)
+        .await
+        .map_err(TaskError::retryable)
+}
+
+async fn enqueue_for_gate(db: &TestDb, conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
+    enqueue(
+        conn,
+        &NewTask::new(config, json!({ "database_url": db.url })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("enqueue: {e}"))
+}
+
+fn gated_kind(name: &'static str, lease: Duration, timeout: Duration) -> KindConfig {
+    KindConfig {
+        lease,
+        timeout,
+        ..kind(name, 5)
+    }
+}
+
+#[derive(QueryableByName)]
+struct Lease {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    original_lease_over: bool,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_task_keeps_its_claim_past_its_lease_through_heartbeats() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.long",
+        Duration::from_millis(1500),
+        Duration::from_secs(60),
+    );
+    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    let handler = Arc::new(Gate {
+        hold_first: 1,
+        ..Gate::default()
+    });
+    let worker = start_worker(&db, config.clone(), &handler);
+    wait_until("the attempt to start", Duration::from_secs(10), || async {
+        (count(&handler.started) == 1).then_some(())
+    })
+    .await;
+    let first_lease: chrono::DateTime<chrono::Utc> = lease_of(&mut conn, id).await;
+    let conn_cell = tokio::sync::Mutex::new(&mut conn);
+    wait_until(
+        "the first lease to run out",
+        Duration::from_secs(10),
+        || async {
+            let over: Lease = diesel::sql_query("SELECT now() > $1 AS original_lease_over")
+                .bind::<diesel::sql_types::Timestamptz, _>(first_lease)
+                .get_result(*conn_cell.lock().await)
+                .await
+                .ok()?;
+            over.original_lease_over.then_some(())
+        },
+    )
+    .await;
+    let conn = conn_cell.into_inner();
+    let stolen = claim_batch(conn, config.kind, 10, config.lease)
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}"));
+    assert!(stolen.is_empty(), "the heartbeat kept the claim");
+    assert!(lease_of(conn, id).await > first_lease);
+    handler.open.notify_waiters();
+    let row = wait_for_state(conn, id, "completed").await;
+    assert_eq!(row.attempts, 1, "one attempt, never re-claimed");
+    assert_eq!(count(&handler.dropped), 0);
+    worker.stop().await;
+}
+
+async fn lease_of(conn: &mut AsyncPgConnection, id: i64) -> chrono::DateTime<chrono::Utc> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        lease_expires_at: chrono::DateTime<chrono::Utc>,
+    }
+    let row: Row = diesel::sql_query("SELECT lease_expires_at FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .get_result(conn)
+        .await
+        .unwrap_or_else(|e| panic!("lease of task {id}: {e}"));
+    row.lease_expires_at
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_attempt_times_out_and_the_task_is_retried() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.hung",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+    );
+    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    // The first attempt never returns; the second completes.
+    let handler = Arc::new(Gate {
+        hold_first: 1,
+        ..Gate::default()
+    });
+    let worker = start_worker(&db, config, &handler);
+    let row = wait_for_state(&mut conn, id, "completed").await;
+    assert_eq!(row.attempts, 2);
+    assert_eq!(count(&handler.dropped), 1, "the hung attempt was stopped");
+    let first_error = row.errors[0]["error"].as_str().unwrap_or_default();
+    assert!(first_error.contains("timed out"), "{first_error}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_claim_was_taken_stops_at_the_next_heartbeat() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.taken",
+        Duration::from_millis(300),
+        Duration::from_secs(60),
+    );
+    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    let handler = Arc::new(Gate {
+        hold_first: usize::MAX,
+        ..Gate::default()
+    });
+    let worker = start_worker(&db, config, &handler);
+    wait_until("the attempt to start", Duration::from_secs(10), || async {
+        (count(&handler.started) == 1).then_some(())
+    })
+    .await;
+    // Another worker's claim replaces ours (as after a re-claim).
+    diesel::sql_query("UPDATE tasks SET claim_token = gen_random_uuid() WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_until(
+        "the attempt to be stopped",
+        Duration::from_secs(10),
+        || async { (count(&handler.dropped) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        task_row(&mut conn, id).await.state,
+        "running",
+        "nothing recorded by the loser"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_tasks_still_running_after_the_grace_period_are_given_back() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.shutdown",
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(enqueue_for_gate(&db, &mut conn, &config).await);
+    }
+    let handler = Arc::new(Gate {
+        hold_first: usize::MAX,
+        ..Gate::default()
+    });
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config.clone(),
+        Arc::clone(&handler),
+        WorkerOptions {
+            shutdown_grace: Duration::from_millis(100),
+            ..options()
+        },
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wait_until(
+        "three attempts to start",
+        Duration::from_secs(10),
+        || async { (count(&handler.started) == 3).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    running.await.unwrap_or_else(|e| panic!("worker: {e}"));
+    assert_eq!(count(&handler.dropped), 3, "the attempts were stopped");
+    for id in ids {
+        let row = task_row(&mut conn, id).await;
+        assert_eq!(row.state, "waiting", "task {id} given back");
+        assert_eq!(row.attempts, 0, "the interrupted attempt does not count");
+    }
+    let claimable = claim_batch(&mut conn, config.kind, 10, config.lease)
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimable.len(), 3, "claimable at once, not after the lease");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_overview_shows_a_running_task_past_its_lease() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.stuck", 5);
+    enqueue_one(&mut conn, &config).await;
+    enqueue_one(&mut conn, &config).await;
+    // A worker that claimed with a lease already over and never came back.
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+    let overview = admin::overview(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("overview: {e}"));
+    let running = overview
+        .iter()
+        .find(|row| row.kind == config.kind && row.state == "running")
+        .unwrap_or_else(|| panic!("no running row in {overview:?}"));
+    assert_eq!((running.count, running.past_lease), (1, 1));
+    let waiting = overview
+        .iter()
+        .find(|row| row.kind == config.kind && row.state == "waiting")
+        .unwrap_or_else(|| panic!("no waiting row in {overview:?}"));
+    assert_eq!((waiting.count, waiting.past_lease), (1, 0));
+    assert!(waiting.oldest_age_seconds.is_some_and(|age| age >= 0.0));
 }
