@@ -41,7 +41,7 @@ pub use claim::{
     claim_batch, enqueue, extend_lease, fail, notify_channel, release, FailureOutcome,
 };
 pub use error::TaskError;
-pub use listener::Listener;
+pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask};
 pub use worker::{TaskHandler, Worker, WorkerOptions};
 

@@ -20,6 +20,8 @@ pub struct Listener {
 
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// The `application_name` of the LISTEN sessions in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "orderflow-queue-listener";
 /// A dead server does not always close the socket: probe the session now and then.
 const LIVENESS_PROBE: Duration = Duration::from_secs(15);
 
@@ -44,7 +46,7 @@ impl Listener {
     pub async fn run(self, database_url: String, shutdown: CancellationToken) {
         let mut delay = RECONNECT_MIN;
         while !shutdown.is_cancelled() {
-            match self.listen_once(&database_url, &shutdown).await {
+            match self.listen_once(&database_url, &shutdown, &mut delay).await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task listener lost its connection");
@@ -64,8 +66,14 @@ impl Listener {
         &self,
         database_url: &str,
         shutdown: &CancellationToken,
+        reconnect_delay: &mut Duration,
     ) -> Result<(), String> {
         let mut conn = AsyncPgConnection::establish(database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Operators (and the tests) can tell the listening sessions apart.
+        diesel::sql_query(format!("SET application_name = '{APPLICATION_NAME}'"))
+            .execute(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
         for channel in self.wakeups.keys() {
@@ -75,7 +83,8 @@ impl Listener {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        tracing::debug!(channels = self.wakeups.len(), "task listener connected");
+        tracing::info!(channels = self.wakeups.len(), "task listener connected");
+        *reconnect_delay = RECONNECT_MIN;
         self.wake_all();
         let mut probe = tokio::time::interval(LIVENESS_PROBE);
         probe.tick().await;

@@ -132,12 +132,14 @@ pub async fn check(
         }
         report.duplicate_emails = received_ids.values().map(|n| n - 1).sum();
     }
+    let mut expected_ids = HashSet::new();
     for (id, status, _) in &all {
         let kind = match status.as_str() {
             "fulfilled" => NotificationKind::OrderConfirmed,
             "cancelled" => NotificationKind::OrderCancelled,
             _ => continue,
         };
+        expected_ids.insert(orderflow::email::message_id(*id, kind));
         if !sent.contains(&(*id, kind.to_string())) {
             report
                 .violations
@@ -150,6 +152,13 @@ pub async fn check(
                 "{status} order {id}: no {kind} e-mail reached the SMTP server"
             ));
         }
+    }
+
+    // A resend (crash between sending and recording) must reuse the order's Message-ID.
+    for unexpected in received_ids.keys().filter(|id| !expected_ids.contains(*id)) {
+        report.violations.push(format!(
+            "an e-mail with Message-ID {unexpected} belongs to no terminal order's notification"
+        ));
     }
 
     // 5. No task lost: all completed (a dead one would be visible, but is a failure here).

@@ -2,10 +2,12 @@
 //! migrated schema, so tests run in parallel and never see each other's rows.
 
 pub mod app;
+pub mod cluster;
 pub mod db;
 pub mod invariants;
 pub mod processes;
 pub mod smtp;
+pub mod stack;
 pub mod wait;
 
 pub use app::{spawn_app, spawn_workers, TestApp, Workers};
