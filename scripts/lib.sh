@@ -42,6 +42,30 @@ ensure_postgres_binaries() {
     fi
 }
 
+# The fault-injection tests start (and crash) clusters of their own: they need the server
+# binaries even when DATABASE_URL's server runs elsewhere, and, as root, a postgres user.
+ensure_cluster_tools() {
+    ensure_postgres_binaries
+    if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --no-create-home postgres
+    fi
+}
+
+# Clusters of fault-injection runs that were interrupted before they could stop them.
+stop_leftover_test_clusters() {
+    local data bin
+    bin="$(pg_bin_dir)" || return 0
+    for data in "${TMPDIR:-/tmp}"/orderflow-pg-*/data; do
+        [ -f "$data/PG_VERSION" ] || continue
+        if [ "$(id -u)" = 0 ]; then
+            runuser -u postgres -- "$bin/pg_ctl" -D "$data" stop -m immediate >/dev/null 2>&1 || true
+        else
+            "$bin/pg_ctl" -D "$data" stop -m immediate >/dev/null 2>&1 || true
+        fi
+        rm -rf "$(dirname "$data")"
+    done
+}
+
 server_reachable() {
     psql "$SERVER_URL/postgres" -qtAc 'SELECT 1' >/dev/null 2>&1
 }

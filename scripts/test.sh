@@ -9,6 +9,8 @@ cd "$ROOT"
 ensure_rust
 ensure_postgres
 trap stop_private_cluster EXIT
+ensure_cluster_tools
+stop_leftover_test_clusters
 ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
 export ORDERFLOW_TEST_PYTHON
 export TEST_DATABASE_URL="$DATABASE_URL"
@@ -21,12 +23,18 @@ psql "$SERVER_URL/postgres" -qtAc "SELECT datname FROM pg_database WHERE datname
 log "building"
 cargo build --workspace --bins --tests --locked
 # Two cores: a few tests at a time, each with its own database.
+rm -f "$ROOT/target/fault-injection-report.json"
 log "running the tests"
 output="$ROOT/target/test-output.log"
 set +e
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$output"
 status=${PIPESTATUS[0]}
 set -e
+report="$ROOT/target/fault-injection-report.json"
+if [ -f "$report" ]; then
+    log "fault-injection run (services/tests/tests/chaos.rs)"
+    cat "$report"
+fi
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$output"
 exit "$status"

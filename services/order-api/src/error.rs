@@ -136,10 +136,14 @@ impl From<diesel::result::Error> for ApiError {
         use diesel::result::{DatabaseErrorKind, Error};
         match &error {
             Error::NotFound => Self::not_found("resource"),
+            // No SQLSTATE: the socket closed or broke (the server crashed or restarted).
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
             | Error::BrokenTransactionManager => Self::unavailable(error),
+            // The server ending sessions or not accepting them yet (SQLSTATE class 57P).
             Error::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("connection") =>
+                if info.message().contains("connection")
+                    || info.message().starts_with("the database system is") =>
             {
                 Self::unavailable(error)
             }
