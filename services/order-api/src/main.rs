@@ -48,8 +48,15 @@ async fn serve() -> Result<(), AnyError> {
     let database = DatabaseConfig::from_env()?;
     let api = ApiConfig::from_env()?;
     if api.migrate_on_start {
-        let applied = orderflow::db::run_migrations(database.url.expose()).await?;
-        tracing::info!(?applied, "migrations applied");
+        tokio::select! {
+            applied = orderflow::db::run_migrations_when_reachable(database.url.expose()) => {
+                tracing::info!(applied = ?applied?, "migrations applied");
+            }
+            () = orderflow::runtime::shutdown_signal() => {
+                tracing::info!("stopped while waiting for the database");
+                return Ok(());
+            }
+        }
     }
     let pool = orderflow::db::pool(
         &database,

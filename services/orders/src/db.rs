@@ -49,6 +49,25 @@ pub enum MigrationError {
 /// Arbitrary, fixed: serialises migrations started by several processes at once.
 const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7266_6c6f;
 
+/// Applies pending migrations once the database accepts connections, retrying with
+/// backoff until then: a service started before its database waits instead of exiting
+/// (and being restarted in a loop by its supervisor). Other failures return at once.
+pub async fn run_migrations_when_reachable(
+    database_url: &str,
+) -> Result<Vec<String>, MigrationError> {
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match run_migrations(database_url).await {
+            Err(MigrationError::Connect(error)) => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database not reachable; will migrate once it is");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Applies pending migrations. Needs a multi-thread tokio runtime (diesel's harness
 /// blocks in place).
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {

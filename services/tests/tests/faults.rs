@@ -226,3 +226,58 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     assert_eq!(report.orders, 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_started_before_their_database_wait_for_it_instead_of_exiting() {
+    let cluster = PgCluster::start().await;
+    cluster.create_database("orderflow").await;
+    let url = cluster.url("orderflow");
+    cluster.crash().await;
+    let smtp = SmtpServer::start().await;
+    let mut stack = Stack::new(&url, &smtp.url(), &[]);
+    let client = reqwest::Client::new();
+    let mut api = stack.start("order-api", "order-api");
+    let mut workers = stack.start_workers(1);
+    let api_log = stack.logs().join("order-api.1.log");
+    wait_until(
+        "the API to report the database unreachable",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&api_log).ok()?;
+            log.contains("database not reachable").then_some(())
+        },
+    )
+    .await;
+    for service in workers.iter_mut().chain([&mut api]) {
+        assert!(
+            service.exited().is_none(),
+            "{} exited without a database",
+            service.name
+        );
+    }
+
+    cluster.start_server().await;
+    stack.wait_ready(&client).await;
+    let (products, initial_stock) = stack.create_catalog(&client, "LATE", &[10]).await;
+    let body = order_body("tok_visa", &[(&products[0], 2)]);
+    place_with_retry(
+        &client,
+        &stack.base,
+        "late-1",
+        &body,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let mut conn = AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = invariants::check(&mut conn, &initial_stock, Some(&smtp.messages())).await;
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert_eq!((report.orders, report.fulfilled), (1, 1));
+
+    // SIGTERM while waiting for nothing in particular still exits 0.
+    let status = api.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
