@@ -1,6 +1,7 @@
 //! The order API: HTTP in, orders and their first task out, in one transaction.
 
 pub mod error;
+pub mod healthcheck;
 mod routes;
 pub mod startup;
 mod state;

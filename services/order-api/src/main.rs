@@ -3,10 +3,11 @@ use std::process::ExitCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use orderflow::config::{ApiConfig, DatabaseConfig, LogFormat};
 
-const USAGE: &str = "usage: order-api [serve | migrate | seed]
-  serve    run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
-  migrate  apply pending database migrations and exit
-  seed     add the demo catalog (idempotent) and exit";
+const USAGE: &str = "usage: order-api [serve | migrate | seed | healthcheck]
+  serve        run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
+  migrate      apply pending database migrations and exit
+  seed         add the demo catalog (idempotent) and exit
+  healthcheck  exit 0 if the API at API_ADDR answers /readyz with 200 (for containers)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,6 +16,7 @@ async fn main() -> ExitCode {
         None | Some("serve") => serve().await,
         Some("migrate") => migrate().await,
         Some("seed") => seed().await,
+        Some("healthcheck") => healthcheck().await,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -40,6 +42,12 @@ async fn seed() -> Result<(), AnyError> {
     let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
     let added = orderflow::catalog::seed_demo_catalog(&mut conn).await?;
     tracing::info!(added, "demo catalog seeded");
+    Ok(())
+}
+
+async fn healthcheck() -> Result<(), AnyError> {
+    let api = ApiConfig::from_env()?;
+    order_api::healthcheck::probe(api.addr).await?;
     Ok(())
 }
 

@@ -178,3 +178,49 @@ async fn without_a_database_the_api_answers_503_with_a_json_error() {
         assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
     }
 }
+
+/// `order-api healthcheck`, the container health check: exit 0 only when `/readyz` is 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_healthcheck_command_passes_only_when_the_api_is_ready() {
+    let healthcheck = |base_url: &str| {
+        let addr = base_url.trim_start_matches("http://").to_string();
+        async move {
+            tokio::process::Command::new(orderflow_tests::processes::binary("order-api"))
+                .arg("healthcheck")
+                .env_clear()
+                .env("API_ADDR", addr)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("order-api healthcheck: {e}"))
+        }
+    };
+    let db = TestDb::new().await;
+    let ready = spawn_app(&db).await;
+    let output = healthcheck(&ready.base_url).await;
+    assert!(output.status.success(), "{output:?}");
+
+    let nowhere = orderflow::config::DatabaseConfig {
+        url: orderflow::config::Secret::new(format!(
+            "postgres://postgres@127.0.0.1:{}/orderflow",
+            orderflow_tests::smtp::free_port()
+        )),
+        pool_size: Some(1),
+        acquire_timeout: Duration::from_millis(200),
+    };
+    let not_ready =
+        orderflow_tests::app::spawn_app_with_pool(orderflow::db::pool(&nowhere, 1)).await;
+    let output = healthcheck(&not_ready.base_url).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("503"),
+        "{output:?}"
+    );
+
+    let closed = format!("http://127.0.0.1:{}", orderflow_tests::smtp::free_port());
+    let output = healthcheck(&closed).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot reach"),
+        "{output:?}"
+    );
+}
