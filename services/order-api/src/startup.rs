@@ -49,6 +49,7 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .service(orders::create_order)
             .service(orders::list_orders)
             .service(orders::get_order)
+            .service(orders::cancel_order)
             .service(admin::queue_overview)
             .service(admin::dead_tasks)
             .service(admin::retry_task)

@@ -6,7 +6,7 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use uuid::Uuid;
 
 use crate::config::MailConfig;
-use crate::status::NotificationKind;
+use crate::status::{CancelReason, NotificationKind};
 use crate::views::Order;
 
 macro_rules! text_header {
@@ -87,6 +87,11 @@ pub fn compose(
                     .is_some_and(|p| p.status == "refunded")
                 {
                     "Your payment has been refunded."
+                } else if order.cancel_reason.as_deref()
+                    == Some(CancelReason::CustomerRequest.as_str())
+                {
+                    // A charge may have been in flight when the customer cancelled.
+                    "If your card was charged, the amount is being refunded."
                 } else {
                     "You have not been charged."
                 },

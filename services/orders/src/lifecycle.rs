@@ -10,6 +10,8 @@
 //!                    -> cancelled (out_of_stock), task payment.refund
 //! record_refund      -> payment refunded, task notification.send(order_cancelled)
 //! record_email_sent  -> fulfilled (order_confirmed) | notified (order_cancelled)
+//! cancel_by_customer pending -> cancelled (customer_request), task notification.send(order_cancelled)
+//!                    paid    -> cancelled (customer_request), task payment.refund
 //! ```
 //! A transition is taken only from the state it expects, so a late or duplicate task
 //! finds the order already moved and changes nothing.
@@ -194,6 +196,65 @@ async fn insert_payment(
         .execute(conn)
         .await?;
     Ok(inserted == 1)
+}
+
+/// What a customer's cancellation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Cancelled; `refunding` when the order was paid and a refund is on its way.
+    Cancelled {
+        refunding: bool,
+    },
+    /// Reserved or terminal: too late to cancel.
+    TooLate {
+        status: String,
+    },
+    NotFound,
+}
+
+/// Cancels an order at its customer's request while it is `pending` or `paid`.
+///
+/// The order row is locked first, so the cancellation and a concurrent step of the
+/// pipeline are ordered: a reservation that committed first makes this `TooLate`; one
+/// that comes after finds the order cancelled and takes nothing. A charge in flight
+/// when a pending order is cancelled is refunded when it is recorded ([`record_charge`]).
+pub async fn cancel_by_customer(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Cancellation> {
+    let status: Option<String> = orders::table
+        .find(order_id)
+        .select(orders::status)
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(status) = status else {
+        return Ok(Cancellation::NotFound);
+    };
+    let from = match status.as_str() {
+        s if s == OrderStatus::Pending.as_str() => OrderStatus::Pending,
+        s if s == OrderStatus::Paid.as_str() => OrderStatus::Paid,
+        _ => return Ok(Cancellation::TooLate { status }),
+    };
+    let reason = CancelReason::CustomerRequest;
+    transition(conn, order_id, from, OrderStatus::Cancelled, Some(reason)).await?;
+    append_event(
+        conn,
+        order_id,
+        EventType::Cancelled,
+        json!({ "reason": reason }),
+    )
+    .await?;
+    let refunding = from == OrderStatus::Paid;
+    let next = if refunding {
+        // The refund sends the cancellation e-mail once the money is back.
+        tasks::refund_payment(order_id)
+    } else {
+        tasks::send_notification(order_id, NotificationKind::OrderCancelled)
+    };
+    follow_up(conn, next).await?;
+    Ok(Cancellation::Cancelled { refunding })
 }
 
 /// What reserving an order's stock did.

@@ -92,6 +92,8 @@ pub fn reserve_inventory(order_id: Uuid) -> NewTask {
     new_task(TaskKind::InventoryReserve, OrderTask { order_id })
 }
 
+/// Unique per order and kind: when two paths ask for the same e-mail (a customer cancels
+/// while a charge is in flight, and the refund asks again), one task sends it.
 pub fn send_notification(order_id: Uuid, notification: NotificationKind) -> NewTask {
     new_task(
         TaskKind::NotificationSend,
@@ -100,6 +102,7 @@ pub fn send_notification(order_id: Uuid, notification: NotificationKind) -> NewT
             notification,
         },
     )
+    .unique(format!("notification:{order_id}:{notification}"))
 }
 
 /// The part every order task's payload has: used to put a dead task on its order's timeline.

@@ -14,25 +14,32 @@ pub fn notify_channel(kind: &str) -> String {
 /// Enqueues a task on the caller's connection. Inside a transaction, the task (and its
 /// NOTIFY) exist only if the transaction commits. PostgreSQL folds identical
 /// notifications of one transaction into one, so enqueueing many tasks of a kind costs
-/// one wake-up.
-pub async fn enqueue(conn: &mut AsyncPgConnection, task: &NewTask) -> diesel::QueryResult<i64> {
+/// one wake-up. Returns the new task's id, or `None` when the task has a unique key that
+/// an earlier task already holds (nothing is written then).
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    task: &NewTask,
+) -> diesel::QueryResult<Option<i64>> {
     #[derive(QueryableByName)]
     struct Inserted {
         #[diesel(sql_type = Int8)]
         id: i64,
     }
-    let inserted: Inserted = diesel::sql_query(
+    let inserted: Vec<Inserted> = diesel::sql_query(
         "WITH inserted AS ( \
-             INSERT INTO tasks (kind, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id) \
+             INSERT INTO tasks (kind, payload, max_attempts, unique_key) VALUES ($1, $2, $3, $5) \
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING \
+             RETURNING id) \
          SELECT id, pg_notify($4, '') IS NULL AS notified FROM inserted",
     )
     .bind::<Text, _>(task.kind)
     .bind::<Jsonb, _>(&task.payload)
     .bind::<Int4, _>(task.max_attempts)
     .bind::<Text, _>(notify_channel(task.kind))
-    .get_result(conn)
+    .bind::<diesel::sql_types::Nullable<Text>, _>(task.unique_key.as_deref())
+    .load(conn)
     .await?;
-    Ok(inserted.id)
+    Ok(inserted.into_iter().next().map(|row| row.id))
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and

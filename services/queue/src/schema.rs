@@ -14,5 +14,6 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        unique_key -> Nullable<Text>,
     }
 }

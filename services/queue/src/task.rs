@@ -45,6 +45,8 @@ pub struct NewTask {
     pub kind: &'static str,
     pub payload: serde_json::Value,
     pub max_attempts: i32,
+    /// At most one task with this key is ever enqueued, whatever its state.
+    pub unique_key: Option<String>,
 }
 
 impl NewTask {
@@ -53,7 +55,15 @@ impl NewTask {
             kind: config.kind,
             payload,
             max_attempts: config.max_attempts,
+            unique_key: None,
         }
+    }
+
+    /// Makes the task unique: enqueueing it again (another path asking for the same work)
+    /// is a no-op.
+    pub fn unique(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
 use orderflow::email::Mailer;
-use orderflow::payment::SimulatedGateway;
+use orderflow::payment::{PaymentGateway, SimulatedGateway};
 use orderflow::runtime::WorkerRuntime;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -232,33 +232,56 @@ pub fn spawn_workers_with_gateway(
     inventory_replicas: usize,
     payment: PaymentConfig,
 ) -> Workers {
+    spawn_worker_plan(
+        db,
+        smtp_url,
+        WorkerPlan {
+            gateway: Some(Arc::new(SimulatedGateway::new(payment))),
+            inventory_replicas: inventory_replicas.max(1),
+            notification: true,
+        },
+    )
+}
+
+/// Which worker services to run in-process: leaving one out stops orders at its stage.
+pub struct WorkerPlan {
+    /// The payment worker and its gateway; `None` runs no payment worker.
+    pub gateway: Option<Arc<dyn PaymentGateway>>,
+    pub inventory_replicas: usize,
+    pub notification: bool,
+}
+
+pub fn spawn_worker_plan(db: &TestDb, smtp_url: &str, plan: WorkerPlan) -> Workers {
     // Small pools: tests run in parallel against one server with max_connections = 100.
     let database = db.database_config(4);
     let worker = worker_config();
     let mut runtimes = Vec::new();
 
-    let gateway = Arc::new(SimulatedGateway::new(payment));
-    let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
-    payment_worker::register(&mut payment, gateway);
-    runtimes.push(payment);
+    if let Some(gateway) = plan.gateway {
+        let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
+        payment_worker::register(&mut payment, gateway);
+        runtimes.push(payment);
+    }
 
-    for _ in 0..inventory_replicas.max(1) {
+    for _ in 0..plan.inventory_replicas {
         let mut inventory = WorkerRuntime::new(&database, &worker, inventory_worker::KINDS);
         inventory_worker::register(&mut inventory);
         runtimes.push(inventory);
     }
 
-    let mail = MailConfig {
-        smtp_url: Some(Secret::new(smtp_url.to_string())),
-        mail_dir: std::env::temp_dir(),
-        from: "Orderflow <orders@orderflow.example>"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
-    };
-    let mailer = Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}"));
-    let mut notification = WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
-    notification_worker::register(&mut notification, mailer, mail.from);
-    runtimes.push(notification);
+    if plan.notification {
+        let mail = MailConfig {
+            smtp_url: Some(Secret::new(smtp_url.to_string())),
+            mail_dir: std::env::temp_dir(),
+            from: "Orderflow <orders@orderflow.example>"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        let mailer = Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}"));
+        let mut notification = WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
+        notification_worker::register(&mut notification, mailer, mail.from);
+        runtimes.push(notification);
+    }
 
     let shutdown = runtimes.iter().map(WorkerRuntime::shutdown_token).collect();
     let handles = runtimes

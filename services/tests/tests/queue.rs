@@ -52,6 +52,7 @@ async fn enqueue_one(conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
     enqueue(conn, &NewTask::new(config, json!({ "n": 1 })))
         .await
         .unwrap_or_else(|e| panic!("enqueue: {e}"))
+        .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"))
 }
 
 /// A write standing for a task's effects, to see whether the transaction committed.
@@ -558,6 +559,7 @@ async fn enqueue_for_gate(db: &TestDb, conn: &mut AsyncPgConnection, config: &Ki
     )
     .await
     .unwrap_or_else(|e| panic!("enqueue: {e}"))
+    .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"))
 }
 
 fn gated_kind(name: &'static str, lease: Duration, timeout: Duration) -> KindConfig {
@@ -773,4 +775,46 @@ async fn the_queue_overview_shows_a_running_task_past_its_lease() {
         .unwrap_or_else(|| panic!("no waiting row in {overview:?}"));
     assert_eq!((waiting.count, waiting.past_lease), (1, 0));
     assert!(waiting.oldest_age_seconds.is_some_and(|age| age >= 0.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_with_a_unique_key_is_enqueued_once_whatever_its_state() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.unique", 3);
+    let task = NewTask::new(&config, json!({ "n": 1 })).unique("order-1:confirmation");
+    let first = enqueue(&mut conn, &task)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(first.is_some());
+    assert_eq!(
+        enqueue(&mut conn, &task).await.ok(),
+        Some(None),
+        "a waiting twin"
+    );
+    // Still a duplicate once the first one ran.
+    let claimed = claim_batch(&mut conn, config.kind, 1, config.lease)
+        .await
+        .unwrap_or_default();
+    let mut tx_conn = db.connect().await;
+    let _done = claimed[0].complete(&mut tx_conn).await;
+    assert_eq!(
+        enqueue(&mut conn, &task).await.ok(),
+        Some(None),
+        "a completed twin"
+    );
+    let other = NewTask::new(&config, json!({ "n": 2 })).unique("order-2:confirmation");
+    assert!(enqueue(&mut conn, &other).await.ok().flatten().is_some());
+    let tasks: i64 = diesel::sql_query("SELECT count(*) AS n FROM tasks")
+        .get_result::<Count>(&mut conn)
+        .await
+        .map(|row| row.n)
+        .unwrap_or_default();
+    assert_eq!(tasks, 2);
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }

@@ -1,5 +1,8 @@
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use orderflow::lifecycle::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
+use diesel_async::AsyncConnection;
+use orderflow::lifecycle::{
+    cancel_by_customer, place_order, Cancellation, NewOrder, NewOrderLine, PlaceError, Placed,
+};
 use orderflow::payment;
 use orderflow::status::OrderStatus;
 use orderflow::views::{self, OrderCursor};
@@ -190,6 +193,37 @@ pub async fn get_order(
         .await?
         .map(|order| HttpResponse::Ok().json(order))
         .ok_or_else(|| ApiError::not_found("order"))
+}
+
+/// Cancels a `pending` or `paid` order (a paid one is refunded); 409 once it is reserved
+/// or terminal. Answers with the cancelled order.
+#[post("/orders/{id}/cancel")]
+#[tracing::instrument(name = "cancel_order", skip_all, fields(order_id = %id))]
+pub async fn cancel_order(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "order")?;
+    let mut conn = state.pool.get().await?;
+    let cancellation = conn
+        .transaction(async |conn| cancel_by_customer(conn, id).await)
+        .await?;
+    match cancellation {
+        Cancellation::NotFound => return Err(ApiError::not_found("order")),
+        Cancellation::TooLate { status } => {
+            return Err(ApiError::conflict(format!(
+                "an order that is {status} can no longer be cancelled"
+            ))
+            .with_details(json!({ "status": status })));
+        }
+        Cancellation::Cancelled { refunding } => {
+            tracing::info!(refunding, "order cancelled by the customer");
+        }
+    }
+    views::load_order(&mut conn, id)
+        .await?
+        .map(|order| HttpResponse::Ok().json(order))
+        .ok_or_else(|| ApiError::internal(format!("order {id} vanished after commit")))
 }
 
 #[derive(Debug, Deserialize)]
