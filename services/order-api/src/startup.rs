@@ -2,7 +2,9 @@
 
 use std::net::{SocketAddr, TcpListener};
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use orderflow::config::ApiConfig;
 use orderflow::db::Pool;
@@ -28,8 +30,10 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
         pool,
         admin_token: config.admin_token.clone(),
     });
+    let cors_origins = config.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(cors(&cors_origins))
             .app_data(state.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -59,6 +63,35 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     .shutdown_timeout(10)
     .run();
     Ok(Application { server, addr })
+}
+
+/// CORS for a storefront served from another origin. A request from an origin not listed
+/// is still served, without CORS headers, so the browser refuses to hand the answer to the
+/// page (the standard behaviour); with no origins configured no CORS headers are ever sent.
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .block_on_origin_mismatch(false)
+        .allowed_methods(["GET", "POST", "PATCH"])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

@@ -123,6 +123,7 @@ pub struct ApiConfig {
     pub addr: SocketAddr,
     /// Admin endpoints are disabled when unset.
     pub admin_token: Option<Secret>,
+    /// `CORS_ORIGINS`: browser origins allowed to call the API; none by default.
     pub cors_origins: Vec<String>,
     pub migrate_on_start: bool,
 }
@@ -134,18 +135,41 @@ impl ApiConfig {
             return Err(invalid("ADMIN_TOKEN", "must be at least 16 characters"));
         }
         let cors_origins: String = var("CORS_ORIGINS", String::new())?;
+        let cors_origins = cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| parse_origin(origin).map_err(|message| invalid("CORS_ORIGINS", message)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             addr: var("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             admin_token: admin_token.map(Secret),
-            cors_origins: cors_origins
-                .split(',')
-                .map(str::trim)
-                .filter(|origin| !origin.is_empty())
-                .map(String::from)
-                .collect(),
+            cors_origins,
             migrate_on_start: var("MIGRATE_ON_START", true)?,
         })
     }
+}
+
+/// A browser origin as the `Origin` header spells it: `http(s)://host[:port]`, no path;
+/// or `*` for any origin.
+fn parse_origin(origin: &str) -> Result<String, String> {
+    if origin == "*" {
+        return Ok(origin.to_string());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+    let valid_host = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid_host {
+        return Err(format!(
+            "{origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
 }
 
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ fn start_with(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 #[test]
 fn a_bad_value_stops_the_service_naming_the_variable() {
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 11] = [
         ("payment-worker", "WORKER_CONCURRENCY", "many"),
         ("payment-worker", "PAYMENT_TRANSIENT_FAILURE_RATE", "1.5"),
         (
@@ -35,6 +35,10 @@ fn a_bad_value_stops_the_service_naming_the_variable() {
         ("order-api", "API_ADDR", "not-an-address"),
         ("order-api", "ADMIN_TOKEN", "short"),
         ("order-api", "LOG_FORMAT", "xml"),
+        ("order-api", "CORS_ORIGINS", "https://shop.example.com/path"),
+        ("order-api", "DB_ACQUIRE_TIMEOUT_MS", "0"),
+        ("inventory-worker", "TASK_LEASE_SECONDS", "-1"),
+        ("notification-worker", "TASK_LEASE_SECONDS", "soon"),
     ];
     for (service, variable, value) in cases {
         let (code, stderr) =
