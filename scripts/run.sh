@@ -43,15 +43,15 @@ trap stop_all EXIT
 trap 'exit 0' INT TERM
 
 start() {
-    local name="$1"
-    MIGRATE_ON_START=false "$BIN/$name" >"$ROOT/.data/logs/$name.log" 2>&1 &
+    local name="$1" metrics="${2:-}"
+    MIGRATE_ON_START=false METRICS_ADDR="$metrics" "$BIN/$name" >"$ROOT/.data/logs/$name.log" 2>&1 &
     pids+=("$!")
-    log "started $name (pid $!, log .data/logs/$name.log)"
+    log "started $name (pid $!, log .data/logs/$name.log${metrics:+, metrics http://$metrics/metrics})"
 }
 start order-api
-start payment-worker
-start inventory-worker
-start notification-worker
+start payment-worker 127.0.0.1:9101
+start inventory-worker 127.0.0.1:9102
+start notification-worker 127.0.0.1:9103
 
 api="http://$API_ADDR"
 for _ in $(seq 1 100); do

@@ -19,10 +19,9 @@ pub struct ReserveInventory {
 }
 
 impl TaskHandler for ReserveInventory {
-    #[tracing::instrument(name = "reserve_inventory", skip_all, fields(order_id))]
+    #[tracing::instrument(name = "reserve_inventory", skip_all)]
     async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
         let OrderTask { order_id } = task.payload()?;
-        tracing::Span::current().record("order_id", tracing::field::display(order_id));
         let mut conn = self.pool.get().await?;
         let (completion, reservation) = conn
             .transaction(async |conn| {
@@ -41,5 +40,9 @@ impl TaskHandler for ReserveInventory {
         task: &DeadTask,
     ) -> diesel::QueryResult<()> {
         tasks::record_dead_on_timeline(conn, task).await
+    }
+
+    fn span(&self, task: &ClaimedTask) -> tracing::Span {
+        tasks::order_span(task)
     }
 }

@@ -8,6 +8,7 @@ use orderflow::db::Pool;
 use orderflow::email::{self, MailError, Mailer};
 use orderflow::lifecycle;
 use orderflow::runtime::WorkerRuntime;
+use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
 use orderflow::views;
 use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
@@ -35,15 +36,13 @@ impl SendNotification {
 }
 
 impl TaskHandler for SendNotification {
-    #[tracing::instrument(name = "send_notification", skip_all, fields(order_id, notification))]
+    #[tracing::instrument(name = "send_notification", skip_all, fields(notification))]
     async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
         let NotificationTask {
             order_id,
             notification,
         } = task.payload()?;
-        let span = tracing::Span::current();
-        span.record("order_id", tracing::field::display(order_id));
-        span.record("notification", notification.as_str());
+        tracing::Span::current().record("notification", notification.as_str());
 
         let (order, already_sent) = {
             let mut conn = self.pool.get().await?;
@@ -80,6 +79,16 @@ impl TaskHandler for SendNotification {
             })
             .await?;
         tracing::debug!(?recorded, "e-mail recorded");
+        if recorded == lifecycle::Recorded::Applied {
+            let outcome = match notification {
+                NotificationKind::OrderConfirmed => "fulfilled",
+                NotificationKind::OrderCancelled => "cancelled",
+            };
+            let since_accepted = (chrono::Utc::now() - order.created_at)
+                .to_std()
+                .unwrap_or_default();
+            orderflow::metrics::record_order_finished(outcome, since_accepted);
+        }
         Ok(completion)
     }
 
@@ -89,6 +98,10 @@ impl TaskHandler for SendNotification {
         task: &DeadTask,
     ) -> diesel::QueryResult<()> {
         tasks::record_dead_on_timeline(conn, task).await
+    }
+
+    fn span(&self, task: &ClaimedTask) -> tracing::Span {
+        tasks::order_span(task)
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod error;
 pub mod healthcheck;
+mod metrics;
+mod request_context;
 mod routes;
 pub mod startup;
 mod state;

@@ -5,11 +5,12 @@ use std::net::{SocketAddr, TcpListener};
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use orderflow::config::ApiConfig;
 use orderflow::db::Pool;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::request_context::request_context;
 use crate::routes::{admin, health, orders, products};
 use crate::state::AppState;
 
@@ -26,14 +27,17 @@ pub struct Application {
 pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     let listener = TcpListener::bind(config.addr)?;
     let addr = listener.local_addr()?;
+    let metrics = orderflow::metrics::install()
+        .inspect_err(|error| tracing::warn!(%error, "metrics disabled"))
+        .ok();
     let state = web::Data::new(AppState {
         pool,
         admin_token: config.admin_token.clone(),
+        metrics,
     });
     let cors_origins = config.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(cors(&cors_origins))
             .app_data(state.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -43,9 +47,12 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::malformed(format!("invalid query: {error}")).into()
             }))
-            .wrap(tracing_actix())
+            .wrap(middleware::from_fn(request_context))
+            // Outermost: a preflight is answered before anything else runs.
+            .wrap(cors(&cors_origins))
             .service(health::healthz)
             .service(health::readyz)
+            .service(health::metrics)
             .service(products::list_products)
             .service(products::get_product)
             .service(products::create_product)
@@ -92,10 +99,6 @@ fn cors(origins: &[String]) -> Cors {
         };
     }
     cors
-}
-
-fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("http")
 }
 
 async fn unknown_route(req: HttpRequest) -> HttpResponse {

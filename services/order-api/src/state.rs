@@ -11,6 +11,8 @@ use crate::error::{ApiError, ErrorCode};
 pub struct AppState {
     pub pool: Pool,
     pub admin_token: Option<Secret>,
+    /// `None` when the metrics recorder could not be installed (logged at start).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Present only on requests that carried the admin bearer token.

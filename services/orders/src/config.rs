@@ -212,6 +212,9 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// `TASK_LEASE_SECONDS`: overrides the lease of every kind this worker runs.
     pub lease: Option<Duration>,
+    /// `METRICS_ADDR`: where the worker serves `/metrics`, `/healthz` and `/readyz`; unset,
+    /// it serves none (replicas on one host would need a port each).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -234,6 +237,7 @@ impl WorkerConfig {
         Ok(Self {
             concurrency,
             lease: lease.map(Duration::from_secs_f64),
+            metrics_addr: optional_var("METRICS_ADDR")?,
             poll_interval: Duration::from_millis(poll_interval_ms),
             shutdown_grace: Duration::from_secs(var("SHUTDOWN_GRACE_SECONDS", 10u64)?),
         })

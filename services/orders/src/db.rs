@@ -86,3 +86,21 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, Migration
         .await?;
     applied
 }
+
+/// Readiness probes give up quickly; a pool checkout alone may wait longer.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the database answers a trivial query within [`READINESS_TIMEOUT`].
+pub async fn database_ready(pool: &Pool) -> Result<(), String> {
+    let probe = async {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    tokio::time::timeout(READINESS_TIMEOUT, probe)
+        .await
+        .unwrap_or_else(|_| Err("the database did not answer within a second".into()))
+}

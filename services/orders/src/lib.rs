@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod lifecycle;
+pub mod metrics;
+pub mod ops;
 pub mod payment;
 mod place;
 pub mod runtime;

@@ -16,6 +16,8 @@ pub struct WorkerRuntime {
     database_url: String,
     options: WorkerOptions,
     lease: Option<std::time::Duration>,
+    kinds: Vec<&'static str>,
+    metrics_addr: Option<std::net::SocketAddr>,
     listener: Listener,
     shutdown: CancellationToken,
     workers: JoinSet<()>,
@@ -23,7 +25,7 @@ pub struct WorkerRuntime {
 
 impl WorkerRuntime {
     pub fn new(database: &DatabaseConfig, worker: &WorkerConfig, kinds: &[TaskKind]) -> Self {
-        let names: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        let names: Vec<&'static str> = kinds.iter().map(|kind| kind.as_str()).collect();
         // Each running task holds at most one connection at a time; each kind's claim
         // loop needs one more. With fewer, tasks queue for connections.
         let wanted = (kinds.len() * (worker.concurrency + 1)) as u32;
@@ -44,6 +46,8 @@ impl WorkerRuntime {
                 shutdown_grace: worker.shutdown_grace,
             },
             lease: worker.lease,
+            kinds: names.clone(),
+            metrics_addr: worker.metrics_addr,
             listener: Listener::new(&names),
             shutdown: CancellationToken::new(),
             workers: JoinSet::new(),
@@ -86,10 +90,38 @@ impl WorkerRuntime {
                 .clone()
                 .run(self.database_url.clone(), self.shutdown.clone()),
         );
+        let ops = self.start_ops_server();
         self.shutdown.cancelled().await;
         while self.workers.join_next().await.is_some() {}
         let _ = listener.await;
+        if let Some(ops) = ops {
+            ops.stop(true).await;
+        }
         tracing::info!("workers stopped");
+    }
+
+    /// `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`, when set. A port that cannot
+    /// be bound is logged; the worker runs on without it.
+    fn start_ops_server(&self) -> Option<actix_web::dev::ServerHandle> {
+        let addr = self.metrics_addr?;
+        let started = crate::metrics::install()
+            .map_err(|error| error.to_string())
+            .and_then(|metrics| {
+                crate::ops::serve(addr, self.pool.clone(), self.kinds.clone(), metrics)
+                    .map_err(|error| error.to_string())
+            });
+        match started {
+            Ok((server, bound)) => {
+                tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+                let handle = server.handle();
+                tokio::spawn(server);
+                Some(handle)
+            }
+            Err(error) => {
+                tracing::error!(%addr, %error, "cannot serve /metrics");
+                None
+            }
+        }
     }
 }
 

@@ -111,6 +111,14 @@ struct AnyOrderTask {
     order_id: Uuid,
 }
 
+/// The span of every order task: its order id on every log line of the attempt.
+pub fn order_span(task: &orderflow_queue::ClaimedTask) -> tracing::Span {
+    match serde_json::from_value::<AnyOrderTask>(task.payload.clone()) {
+        Ok(AnyOrderTask { order_id }) => tracing::info_span!("order", order_id = %order_id),
+        Err(_) => tracing::Span::none(),
+    }
+}
+
 /// The dead hook of every order task: the failure shows on the order's timeline.
 pub async fn record_dead_on_timeline(
     conn: &mut diesel_async::AsyncPgConnection,

@@ -42,10 +42,9 @@ impl ChargePayment {
 }
 
 impl TaskHandler for ChargePayment {
-    #[tracing::instrument(name = "charge_payment", skip_all, fields(order_id))]
+    #[tracing::instrument(name = "charge_payment", skip_all)]
     async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
         let OrderTask { order_id } = task.payload()?;
-        tracing::Span::current().record("order_id", tracing::field::display(order_id));
         let facts = {
             let mut conn = self.pool.get().await?;
             lifecycle::charge_facts(&mut conn, order_id).await?
@@ -91,6 +90,10 @@ impl TaskHandler for ChargePayment {
     ) -> diesel::QueryResult<()> {
         tasks::record_dead_on_timeline(conn, task).await
     }
+
+    fn span(&self, task: &ClaimedTask) -> tracing::Span {
+        tasks::order_span(task)
+    }
 }
 
 pub struct RefundPayment {
@@ -99,10 +102,9 @@ pub struct RefundPayment {
 }
 
 impl TaskHandler for RefundPayment {
-    #[tracing::instrument(name = "refund_payment", skip_all, fields(order_id))]
+    #[tracing::instrument(name = "refund_payment", skip_all)]
     async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
         let OrderTask { order_id } = task.payload()?;
-        tracing::Span::current().record("order_id", tracing::field::display(order_id));
         let captured = {
             let mut conn = self.pool.get().await?;
             lifecycle::captured_payment(&mut conn, order_id).await?
@@ -142,5 +144,9 @@ impl TaskHandler for RefundPayment {
         task: &DeadTask,
     ) -> diesel::QueryResult<()> {
         tasks::record_dead_on_timeline(conn, task).await
+    }
+
+    fn span(&self, task: &ClaimedTask) -> tracing::Span {
+        tasks::order_span(task)
     }
 }

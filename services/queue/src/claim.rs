@@ -14,7 +14,8 @@ pub fn notify_channel(kind: &str) -> String {
 /// Enqueues a task on the caller's connection. Inside a transaction, the task (and its
 /// NOTIFY) exist only if the transaction commits. PostgreSQL folds identical
 /// notifications of one transaction into one, so enqueueing many tasks of a kind costs
-/// one wake-up. Returns the new task's id, or `None` when the task has a unique key that
+/// one wake-up. The task keeps the current correlation id ([`crate::with_correlation_id`]).
+/// Returns the new task's id, or `None` when the task has a unique key that
 /// an earlier task already holds (nothing is written then).
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
@@ -27,7 +28,8 @@ pub async fn enqueue(
     }
     let inserted: Vec<Inserted> = diesel::sql_query(
         "WITH inserted AS ( \
-             INSERT INTO tasks (kind, payload, max_attempts, unique_key) VALUES ($1, $2, $3, $5) \
+             INSERT INTO tasks (kind, payload, max_attempts, unique_key, correlation_id) \
+             VALUES ($1, $2, $3, $5, $6) \
              ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING \
              RETURNING id) \
          SELECT id, pg_notify($4, '') IS NULL AS notified FROM inserted",
@@ -37,6 +39,7 @@ pub async fn enqueue(
     .bind::<Int4, _>(task.max_attempts)
     .bind::<Text, _>(notify_channel(task.kind))
     .bind::<diesel::sql_types::Nullable<Text>, _>(task.unique_key.as_deref())
+    .bind::<diesel::sql_types::Nullable<Text>, _>(crate::current_correlation_id())
     .load(conn)
     .await?;
     Ok(inserted.into_iter().next().map(|row| row.id))
@@ -66,7 +69,7 @@ pub async fn claim_batch(
              FOR UPDATE SKIP LOCKED) AS due \
          WHERE t.id = due.id \
          RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
-                   t.claim_token, t.lease_expires_at",
+                   t.claim_token, t.lease_expires_at, t.correlation_id",
     )
     .bind::<Text, _>(kind)
     .bind::<Int8, _>(limit)

@@ -23,12 +23,16 @@
 //!   the task to `dead`, with every attempt's error kept. The handler's dead hook runs in
 //!   the same transaction, so the owner of the task can make the failure visible. Dead
 //!   tasks can be retried by an operator ([`admin::retry_dead`]).
+//! - **Correlation.** Each task stores the correlation id current when it was enqueued (the
+//!   API's request id, or the id of the task that enqueued it), and its worker runs it under
+//!   that id again, so one id follows a piece of work across services and logs.
 //! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback.
 //! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
 //!   finish within a grace period; what is still running then is stopped and given back
 //!   ([`release`]) without counting the attempt.
 
 mod claim;
+mod correlation;
 mod error;
 mod listener;
 mod schema;
@@ -40,6 +44,7 @@ pub mod admin;
 pub use claim::{
     claim_batch, enqueue, extend_lease, fail, notify_channel, release, FailureOutcome,
 };
+pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask};

@@ -15,5 +15,6 @@ diesel::table! {
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
         unique_key -> Nullable<Text>,
+        correlation_id -> Nullable<Text>,
     }
 }

@@ -86,6 +86,9 @@ pub struct ClaimedTask {
     pub claim_token: Uuid,
     #[diesel(sql_type = Timestamptz)]
     pub lease_expires_at: DateTime<Utc>,
+    /// The request or task that caused this one.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub correlation_id: Option<String>,
 }
 
 /// Proof that a task's completion was written in the current transaction. Handlers

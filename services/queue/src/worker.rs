@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::claim::{bury_expired, extend_lease, release};
+use crate::correlation::with_correlation_id;
 use crate::{
     claim_batch, fail, ClaimedTask, Completion, DeadTask, FailureOutcome, KindConfig, Pool,
     TaskError,
@@ -30,6 +31,12 @@ pub trait TaskHandler: Send + Sync + 'static {
         _task: &DeadTask,
     ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
         async { Ok(()) }
+    }
+
+    /// A span with what the owner knows about the task (its subject's id, say). Every log
+    /// line of the attempt, the worker's included, is written inside it.
+    fn span(&self, _task: &ClaimedTask) -> tracing::Span {
+        tracing::Span::none()
     }
 }
 
@@ -99,6 +106,10 @@ impl<H: TaskHandler> Worker<H> {
                 match self.claim(free).await {
                     Ok(tasks) => {
                         let full = tasks.len() == free;
+                        if !tasks.is_empty() {
+                            metrics::counter!("orderflow_queue_tasks_claimed_total", "kind" => self.kind.kind)
+                                .increment(tasks.len() as u64);
+                        }
                         for task in tasks {
                             held.insert(&task);
                             running.spawn(self.execute(task, held.clone()));
@@ -180,28 +191,47 @@ impl<H: TaskHandler> Worker<H> {
         let pool = self.pool.clone();
         let kind = self.kind.clone();
         let handler = Arc::clone(&self.handler);
-        let span = tracing::info_span!("task", task_id = task.id, kind = %task.kind, attempt = task.attempt);
-        async move {
+        let span = tracing::info_span!(
+            "task",
+            task_id = task.id,
+            kind = %task.kind,
+            attempt = task.attempt,
+            request_id = task.correlation_id.as_deref().unwrap_or_default(),
+        );
+        // Made inside the task span, so that it is its child in every log line.
+        let owner_span = span.in_scope(|| handler.span(&task));
+        let correlation_id = task.correlation_id.clone();
+        let attempt = async move {
+            let started = std::time::Instant::now();
+            let run = with_correlation_id(correlation_id, handler.run(task.clone()));
             let outcome = tokio::select! {
                 // A completion that raced the heartbeat's last beat still counts.
                 biased;
-                outcome = tokio::time::timeout(kind.timeout, handler.run(task.clone())) => {
+                outcome = tokio::time::timeout(kind.timeout, run) => {
                     outcome.unwrap_or_else(|_| Err(TaskError::Retryable(format!(
                         "timed out after {} ms", kind.timeout.as_millis()
                     ))))
                 }
                 () = keep_lease(&pool, &task, kind.lease) => Err(TaskError::ClaimLost),
             };
-            match outcome {
-                Ok(_) => tracing::debug!("task completed"),
+            let label = match outcome {
+                Ok(_) => {
+                    tracing::debug!("task completed");
+                    metrics::counter!("orderflow_queue_tasks_completed_total", "kind" => kind.kind)
+                        .increment(1);
+                    "completed"
+                }
                 Err(TaskError::ClaimLost) => {
-                    tracing::warn!("claim lost before completion; another attempt owns the task")
+                    tracing::warn!("claim lost before completion; another attempt owns the task");
+                    "claim_lost"
                 }
                 Err(error) => record_failure(&pool, &kind, handler.as_ref(), &task, error).await,
-            }
+            };
+            metrics::histogram!("orderflow_queue_task_duration_seconds", "kind" => kind.kind, "outcome" => label)
+                .record(started.elapsed().as_secs_f64());
             held.remove(task.id);
-        }
-        .instrument(span)
+        };
+        attempt.instrument(owner_span).instrument(span)
     }
 
     /// Tasks whose worker died on their last attempt would otherwise sit in `running`.
@@ -223,6 +253,10 @@ impl<H: TaskHandler> Worker<H> {
         .await;
         match result {
             Ok(buried) => {
+                if !buried.is_empty() {
+                    metrics::counter!("orderflow_queue_tasks_dead_total", "kind" => self.kind.kind)
+                        .increment(buried.len() as u64);
+                }
                 for task in buried {
                     tracing::error!(task_id = task.id, kind = %task.kind, "task dead: lease expired during its last attempt");
                 }
@@ -289,13 +323,14 @@ fn report_panic(finished: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// Records a failed attempt; returns the outcome's metric label.
 async fn record_failure<H: TaskHandler>(
     pool: &Pool,
     kind: &KindConfig,
     handler: &H,
     task: &ClaimedTask,
     error: TaskError,
-) {
+) -> &'static str {
     let backoff = kind.backoff(task.attempt);
     let result: Result<FailureOutcome, TaskError> = async {
         let mut conn = pool.get().await?;
@@ -314,15 +349,24 @@ async fn record_failure<H: TaskHandler>(
     .await;
     match result {
         Ok(FailureOutcome::Retrying) => {
-            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "task attempt failed")
+            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "task attempt failed");
+            metrics::counter!("orderflow_queue_tasks_retried_total", "kind" => kind.kind)
+                .increment(1);
+            "retried"
         }
-        Ok(FailureOutcome::Dead) => tracing::error!(%error, "task dead"),
+        Ok(FailureOutcome::Dead) => {
+            tracing::error!(%error, "task dead");
+            metrics::counter!("orderflow_queue_tasks_dead_total", "kind" => kind.kind).increment(1);
+            "dead"
+        }
         Ok(FailureOutcome::ClaimLost) => {
-            tracing::warn!(%error, "task failed after its claim was lost")
+            tracing::warn!(%error, "task failed after its claim was lost");
+            "claim_lost"
         }
         // The lease will expire and the task will be claimed again.
         Err(record_error) => {
-            tracing::error!(%error, %record_error, "could not record the task's failure")
+            tracing::error!(%error, %record_error, "could not record the task's failure");
+            "unrecorded"
         }
     }
 }

@@ -212,6 +212,7 @@ pub fn worker_config() -> WorkerConfig {
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
         lease: None,
+        metrics_addr: None,
     }
 }
 

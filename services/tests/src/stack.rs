@@ -61,14 +61,21 @@ impl Stack {
 
     /// Starts binary `name` as `label` (e.g. `payment-worker-2`).
     pub fn start(&mut self, name: &str, label: &str) -> Service {
+        self.start_with(name, label, &[])
+    }
+
+    /// As [`Self::start`], with variables for this service only.
+    pub fn start_with(
+        &mut self,
+        name: &str,
+        label: &str,
+        extra: &[(&'static str, String)],
+    ) -> Service {
         let incarnation = self.started.entry(label.to_string()).or_default();
         *incarnation += 1;
-        let mut service = Service::start(
-            name,
-            &format!("{label}.{incarnation}"),
-            &self.env,
-            &self.logs,
-        );
+        let mut env = self.env.clone();
+        env.extend(extra.iter().cloned());
+        let mut service = Service::start(name, &format!("{label}.{incarnation}"), &env, &self.logs);
         service.name = label.to_string();
         service
     }

@@ -1,2 +1,3 @@
+ALTER TABLE tasks DROP COLUMN correlation_id;
 DROP INDEX tasks_unique_key;
 ALTER TABLE tasks DROP COLUMN unique_key;

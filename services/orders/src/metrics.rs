@@ -1,0 +1,94 @@
+//! Prometheus metrics. Libraries (the queue, the API's middleware) record through the
+//! `metrics` facade; each service installs this recorder once and renders it at `/metrics`.
+//! Gauges that describe the database (queue backlog, pool usage) are refreshed when scraped.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `orderflow_http_requests_total` | counter | `method`, `route`, `status` |
+//! | `orderflow_http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `orderflow_queue_tasks_claimed_total` (also `_completed`, `_retried`, `_dead`) | counter | `kind` |
+//! | `orderflow_queue_task_duration_seconds` | histogram | `kind`, `outcome` |
+//! | `orderflow_queue_tasks` | gauge | `kind`, `state` (waiting, running, dead) |
+//! | `orderflow_queue_oldest_waiting_seconds` | gauge | `kind` |
+//! | `orderflow_order_time_to_terminal_seconds` | histogram | `outcome` (fulfilled, cancelled) |
+//! | `orderflow_db_pool_connections` | gauge | `state` (idle, in_use) |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::db::Pool;
+
+/// Latency buckets (seconds), from a fast claim to a slow gateway.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls return the same handle, so the tests
+/// can start several services in one process).
+pub fn install() -> Result<PrometheusHandle, String> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .map_err(|error| error.to_string())?
+                .install_recorder()
+                .map_err(|error| error.to_string())
+        })
+        .clone()
+}
+
+/// The text exposition, after refreshing the pool gauges and, for `kinds`, the queue
+/// backlog (a failed backlog query leaves the last values and is logged).
+pub async fn render(handle: &PrometheusHandle, pool: &Pool, kinds: Option<&[&str]>) -> String {
+    let state = pool.state();
+    let in_use = state.connections.saturating_sub(state.idle_connections);
+    metrics::gauge!("orderflow_db_pool_connections", "state" => "idle")
+        .set(f64::from(state.idle_connections));
+    metrics::gauge!("orderflow_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+    if let Err(error) = refresh_backlog(pool, kinds).await {
+        tracing::warn!(%error, "queue backlog for /metrics unavailable");
+    }
+    handle.render()
+}
+
+async fn refresh_backlog(pool: &Pool, kinds: Option<&[&str]>) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let backlog = orderflow_queue::admin::backlog(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let all_kinds: Vec<&str> = match kinds {
+        Some(kinds) => kinds.to_vec(),
+        None => crate::tasks::TaskKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect(),
+    };
+    // Every series is set, zeros included, so a drained queue reads 0 rather than stale.
+    for kind in all_kinds {
+        for state in ["waiting", "running", "dead"] {
+            let count = backlog
+                .iter()
+                .find(|row| row.kind == kind && row.state == state)
+                .map_or(0, |row| row.count);
+            metrics::gauge!("orderflow_queue_tasks", "kind" => kind.to_string(), "state" => state)
+                .set(count as f64);
+        }
+        let oldest = backlog
+            .iter()
+            .find(|row| row.kind == kind && row.state == "waiting")
+            .and_then(|row| row.oldest_age_seconds)
+            .unwrap_or(0.0);
+        metrics::gauge!("orderflow_queue_oldest_waiting_seconds", "kind" => kind.to_string())
+            .set(oldest);
+    }
+    Ok(())
+}
+
+/// The order reached its last step (`fulfilled`, or its cancellation e-mail sent).
+pub fn record_order_finished(outcome: &'static str, since_accepted: std::time::Duration) {
+    metrics::histogram!("orderflow_order_time_to_terminal_seconds", "outcome" => outcome)
+        .record(since_accepted.as_secs_f64());
+}
