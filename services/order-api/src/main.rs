@@ -3,11 +3,16 @@ use std::process::ExitCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use orderflow::config::{ApiConfig, DatabaseConfig, LogFormat};
 
-const USAGE: &str = "usage: order-api [serve | migrate | seed | healthcheck]
-  serve        run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
-  migrate      apply pending database migrations and exit
-  seed         add the demo catalog (idempotent) and exit
-  healthcheck  exit 0 if the API at API_ADDR answers /readyz with 200 (for containers)";
+const USAGE: &str = "usage: order-api [command]
+  serve                     run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
+  migrate                   apply pending database migrations and exit
+  seed                      add the demo catalog (idempotent) and exit
+  healthcheck               exit 0 if the API at API_ADDR answers /readyz with 200 (for containers)
+operator commands (read DATABASE_URL directly):
+  queue                     tasks by kind and state, oldest waiting age, tasks past their lease
+  dead-tasks [LIMIT]        the most recent dead tasks (default 20) with their last error
+  retry-task ID             give a dead task a fresh set of attempts
+  timeline ORDER_ID [--follow]  an order's status and timeline; --follow waits for new events";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,6 +22,10 @@ async fn main() -> ExitCode {
         Some("migrate") => migrate().await,
         Some("seed") => seed().await,
         Some("healthcheck") => healthcheck().await,
+        Some(command @ ("queue" | "dead-tasks" | "retry-task" | "timeline")) => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            operator(command, &args).await
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -42,6 +51,47 @@ async fn seed() -> Result<(), AnyError> {
     let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
     let added = orderflow::catalog::seed_demo_catalog(&mut conn).await?;
     tracing::info!(added, "demo catalog seeded");
+    Ok(())
+}
+
+async fn operator(command: &str, args: &[String]) -> Result<(), AnyError> {
+    use order_api::operator;
+    let database = DatabaseConfig::from_env()?;
+    let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
+    let arg = |n: usize, what: &str| {
+        args.get(n)
+            .cloned()
+            .ok_or_else(|| format!("{command} needs {what}\n{USAGE}"))
+    };
+    let text = match command {
+        "queue" => operator::queue(&mut conn).await?,
+        "dead-tasks" => {
+            let limit = match args.first() {
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|_| format!("LIMIT must be a number, not {raw:?}"))?,
+                None => 20,
+            };
+            if !(1..=500).contains(&limit) {
+                return Err("LIMIT must be from 1 to 500".into());
+            }
+            operator::dead_tasks(&mut conn, limit).await?
+        }
+        "retry-task" => {
+            let raw = arg(0, "a task id")?;
+            let id = raw.parse().map_err(|_| format!("not a task id: {raw:?}"))?;
+            operator::retry_task(&mut conn, id).await?
+        }
+        _ => {
+            let raw = arg(0, "an order id")?;
+            let id =
+                uuid::Uuid::parse_str(&raw).map_err(|_| format!("not an order id: {raw:?}"))?;
+            let follow = args.iter().any(|a| a == "--follow" || a == "-f");
+            operator::timeline(&mut conn, id, follow, &mut std::io::stdout()).await?;
+            String::new()
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 
