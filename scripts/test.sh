@@ -12,6 +12,8 @@ trap stop_private_cluster EXIT
 ensure_cluster_tools
 stop_leftover_test_clusters
 ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
+# The API contract test runs schemathesis from the same virtualenv.
+ensure_python_tools schemathesis >/dev/null
 export ORDERFLOW_TEST_PYTHON
 export TEST_DATABASE_URL="$DATABASE_URL"
 

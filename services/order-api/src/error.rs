@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The machine-readable error codes; clients and tests match on these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     MalformedRequest,

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod healthcheck;
 mod metrics;
+pub mod openapi;
 pub mod operator;
 mod request_context;
 mod routes;

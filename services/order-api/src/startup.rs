@@ -8,8 +8,11 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use orderflow::config::ApiConfig;
 use orderflow::db::Pool;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::openapi::{ApiDoc, DOCS_PAGE};
 use crate::request_context::request_context;
 use crate::routes::{admin, health, orders, products};
 use crate::state::AppState;
@@ -37,19 +40,9 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     });
     let cors_origins = config.cors_origins.clone();
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_BODY_BYTES)
-                    .error_handler(|error, _| ApiError::from(error).into()),
-            )
-            .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                ApiError::malformed(format!("invalid query: {error}")).into()
-            }))
-            .wrap(middleware::from_fn(request_context))
-            // Outermost: a preflight is answered before anything else runs.
-            .wrap(cors(&cors_origins))
+        let (app, openapi) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
             .service(health::healthz)
             .service(health::readyz)
             .service(health::metrics)
@@ -64,7 +57,24 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .service(admin::queue_overview)
             .service(admin::dead_tasks)
             .service(admin::retry_task)
+            .split_for_parts();
+        let openapi = web::Data::new(openapi);
+        app.app_data(state.clone())
+            .app_data(openapi)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY_BYTES)
+                    .error_handler(|error, _| ApiError::from(error).into()),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                ApiError::malformed(format!("invalid query: {error}")).into()
+            }))
+            .route("/openapi.json", web::get().to(openapi_json))
+            .route("/docs", web::get().to(docs))
             .default_service(web::to(unknown_route))
+            .wrap(middleware::from_fn(request_context))
+            // Outermost: a preflight is answered before anything else runs.
+            .wrap(cors(&cors_origins))
     })
     .listen(listener)?
     .shutdown_timeout(10)
@@ -101,11 +111,44 @@ fn cors(origins: &[String]) -> Cors {
     cors
 }
 
-async fn unknown_route(req: HttpRequest) -> HttpResponse {
+/// The OpenAPI document, collected from the handlers registered above.
+async fn openapi_json(openapi: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
+    HttpResponse::Ok().json(openapi.get_ref())
+}
+
+async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(DOCS_PAGE)
+}
+
+/// No route matched: a documented path with another method is a 405 naming the methods
+/// it has; anything else a 404.
+async fn unknown_route(
+    req: HttpRequest,
+    openapi: web::Data<utoipa::openapi::OpenApi>,
+) -> HttpResponse {
     use actix_web::ResponseError;
+    let allowed = crate::openapi::allowed_methods(&openapi, req.path());
+    if allowed.is_empty() {
+        let error = ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route for {} {}", req.method(), req.path()),
+        );
+        return error.error_response();
+    }
     let error = ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} {} is not supported; use {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        ),
     );
-    error.error_response()
+    let mut response = error.error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::schema::{order_events, order_items, orders, payments, products};
 
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = products)]
 pub struct Product {
     pub id: Uuid,
@@ -19,13 +19,13 @@ pub struct Product {
     pub stock: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Customer {
     pub email: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = order_items)]
 pub struct OrderItem {
     pub product_id: Uuid,
@@ -34,19 +34,23 @@ pub struct OrderItem {
     pub unit_price_cents: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = payments)]
 pub struct PaymentView {
     pub status: String,
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One step of the order's timeline; each event type adds its own fields.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderEvent {
+    /// `placed`, `paid`, `reserved`, `fulfilled`, `cancelled`, `refunded`, `notified`,
+    /// `task_dead`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub at: DateTime<Utc>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -65,13 +69,32 @@ struct OrderRow {
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": "01a20c3b-5821-7140-a5c9-7cd83eb42df0",
+    "status": "fulfilled",
+    "cancel_reason": null,
+    "customer": { "email": "ada@example.com", "name": "Ada Lovelace" },
+    "items": [{ "product_id": "01a20c3a-0c1e-7d2b-9d55-5b4f3f1c2a10", "sku": "DEMO-001", "quantity": 2, "unit_price_cents": 1299 }],
+    "total_cents": 2598,
+    "currency": "USD",
+    "payment": { "status": "captured", "amount_cents": 2598 },
+    "events": [
+        { "type": "placed", "at": "2026-11-24T06:25:45.503Z", "total_cents": 2598 },
+        { "type": "paid", "at": "2026-11-24T06:25:45.536Z", "amount_cents": 2598 },
+        { "type": "reserved", "at": "2026-11-24T06:25:45.540Z" },
+        { "type": "fulfilled", "at": "2026-11-24T06:25:45.551Z" }
+    ],
+    "created_at": "2026-11-24T06:25:45.503Z",
+    "updated_at": "2026-11-24T06:25:45.551Z"
+}))]
 pub struct Order {
     pub id: Uuid,
     pub status: String,
     pub cancel_reason: Option<String>,
     pub customer: Customer,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub shipping_address: Option<serde_json::Value>,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
@@ -148,7 +171,8 @@ pub async fn load_order(
 }
 
 /// A summary row of the order list.
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+/// An order in a list: `GET /orders/{id}` has the rest.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = orders)]
 pub struct OrderSummary {
     pub id: Uuid,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::notify_channel;
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
 pub struct KindStateCount {
     #[diesel(sql_type = Text)]
     pub kind: String,
@@ -59,19 +59,22 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Ki
     .await
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
 pub struct DeadTaskView {
     #[diesel(sql_type = Int8)]
     pub id: i64,
     #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = Jsonb)]
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
     pub last_error: Option<String>,
+    /// Every attempt's error: `[{attempt, at, error}]`.
     #[diesel(sql_type = Jsonb)]
+    #[schema(value_type = Vec<Object>)]
     pub errors: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,

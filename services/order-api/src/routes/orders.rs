@@ -13,15 +13,26 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::error::{ApiError, ErrorCode};
+#[allow(unused_imports)]
+use crate::openapi::{ErrorResponse, OrderPage};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use crate::validation::{not_blank, validate};
+#[allow(unused_imports)]
+use orderflow::views::Order;
 
-#[derive(Debug, Serialize, Deserialize, Validate)]
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({
+    "customer": { "email": "ada@example.com", "name": "Ada Lovelace" },
+    "items": [{ "product_id": "01a20c3a-0c1e-7d2b-9d55-5b4f3f1c2a10", "quantity": 2 }],
+    "payment": { "token": "tok_visa" },
+    "shipping_address": { "line1": "12 Analytical Row", "city": "London", "postal_code": "N1 9GU", "country": "GB" }
+}))]
 pub struct PlaceOrderRequest {
     #[validate(nested)]
     customer: CustomerRequest,
     #[validate(length(min = 1, max = 50), nested)]
+    #[schema(min_items = 1, max_items = 50)]
     items: Vec<ItemRequest>,
     #[validate(nested)]
     payment: PaymentRequest,
@@ -29,29 +40,35 @@ pub struct PlaceOrderRequest {
     shipping_address: Option<AddressRequest>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate)]
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct CustomerRequest {
     #[validate(email, length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     email: String,
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate)]
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct ItemRequest {
     /// Kept as text so that a malformed id is reported as an unknown product (422).
+    #[schema(format = Uuid)]
     product_id: String,
     #[validate(range(min = 1, max = 100))]
+    #[schema(minimum = 1, maximum = 100)]
     quantity: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate)]
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct PaymentRequest {
+    /// `tok_visa` (approved) or `tok_chargeDeclined` (declined).
     #[validate(length(min = 1, max = 200))]
+    #[schema(example = "tok_visa")]
     token: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate)]
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct AddressRequest {
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
     line1: String,
@@ -157,6 +174,17 @@ impl From<PlaceError> for ApiError {
     }
 }
 
+#[utoipa::path(tag = "orders", request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 characters. The same key with the same body returns the same order (also concurrently); with another body, 422.")),
+    responses(
+        (status = 202, description = "Accepted: the order is pending and its payment task is queued", body = Order,
+         headers(("Location" = String, description = "/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this answers a replay of the key"))),
+        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "Not application/json", body = ErrorResponse),
+        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[post("/orders")]
 #[tracing::instrument(name = "place_order", skip_all, fields(order_id))]
 pub async fn create_order(
@@ -182,6 +210,11 @@ pub async fn create_order(
     Ok(response.json(view))
 }
 
+#[utoipa::path(tag = "orders", params(("id" = String, Path, description = "Order id (UUID)")), responses(
+        (status = 200, description = "The order with its items, payment and timeline", body = Order),
+        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[get("/orders/{id}")]
 pub async fn get_order(
     state: web::Data<AppState>,
@@ -197,6 +230,12 @@ pub async fn get_order(
 
 /// Cancels a `pending` or `paid` order (a paid one is refunded); 409 once it is reserved
 /// or terminal. Answers with the cancelled order.
+#[utoipa::path(tag = "orders", params(("id" = String, Path, description = "Order id (UUID)")), responses(
+        (status = 200, description = "Cancelled (a paid order is being refunded)", body = Order),
+        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 409, description = "Reserved or terminal: too late to cancel; `details.status` says why", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[post("/orders/{id}/cancel")]
 #[tracing::instrument(name = "cancel_order", skip_all, fields(order_id = %id))]
 pub async fn cancel_order(
@@ -226,16 +265,26 @@ pub async fn cancel_order(
         .ok_or_else(|| ApiError::internal(format!("order {id} vanished after commit")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only orders in this status: pending, paid, reserved, fulfilled, cancelled.
     status: Option<String>,
+    /// 1 to 100, default 20.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
+#[utoipa::path(tag = "orders", params(ListParams), responses(
+        (status = 200, description = "A page of orders, newest first", body = OrderPage),
+        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[get("/orders")]
 pub async fn list_orders(
     state: web::Data<AppState>,

@@ -8,10 +8,16 @@ use serde::Deserialize;
 use validator::Validate;
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorResponse;
 use crate::routes::parse_id;
 use crate::state::{Admin, AppState};
 use crate::validation::{not_blank, validate};
 
+#[utoipa::path(tag = "products", responses(
+        (status = 200, description = "Every product", body = Vec<Product>),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[get("/products")]
 pub async fn list_products(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await?;
@@ -23,6 +29,11 @@ pub async fn list_products(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(all))
 }
 
+#[utoipa::path(tag = "products", params(("id" = String, Path, description = "Product id (UUID)")), responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[get("/products/{id}")]
 pub async fn get_product(
     state: web::Data<AppState>,
@@ -65,17 +76,24 @@ fn validate_currency(currency: &str) -> Result<(), validator::ValidationError> {
 const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 const MAX_STOCK: i64 = 10_000_000;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({ "sku": "MUG-01", "name": "Enamel mug", "price_cents": 1299, "currency": "USD", "stock": 250 }))]
 pub struct CreateProduct {
     #[validate(length(min = 1, max = 64), custom(function = "validate_sku"))]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     sku: String,
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[validate(range(min = 0, max = MAX_PRICE_CENTS))]
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     price_cents: i64,
+    /// ISO 4217, default USD.
     #[validate(custom(function = "validate_currency"))]
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     #[validate(range(min = 0, max = MAX_STOCK))]
+    #[schema(minimum = 0, maximum = 10_000_000)]
     stock: i64,
 }
 
@@ -88,6 +106,17 @@ fn duplicate_sku(error: DieselError) -> ApiError {
     }
 }
 
+#[utoipa::path(tag = "admin", security(("admin_token" = [])), request_body = CreateProduct, responses(
+        (status = 201, description = "Created", body = Product, headers(("Location" = String, description = "/products/{id}"))),
+        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
+        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
+        (status = 409, description = "Conflict with the current state", body = ErrorResponse),
+        (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "Not application/json", body = ErrorResponse),
+        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[post("/products")]
 pub async fn create_product(
     _admin: Admin,
@@ -113,13 +142,16 @@ pub async fn create_product(
         .json(product))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct UpdateProduct {
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[validate(range(min = 0, max = MAX_PRICE_CENTS))]
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     price_cents: Option<i64>,
     #[validate(range(min = 0, max = MAX_STOCK))]
+    #[schema(minimum = 0, maximum = 10_000_000)]
     stock: Option<i64>,
 }
 
@@ -132,6 +164,17 @@ struct ProductChanges {
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+#[utoipa::path(tag = "admin", security(("admin_token" = [])), params(("id" = String, Path, description = "Product id (UUID)")), request_body = UpdateProduct, responses(
+        (status = 200, description = "The changed product", body = Product),
+        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
+        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
+        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "Not application/json", body = ErrorResponse),
+        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
 #[patch("/products/{id}")]
 pub async fn update_product(
     _admin: Admin,
