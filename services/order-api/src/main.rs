@@ -12,7 +12,9 @@ operator commands (read DATABASE_URL directly):
   queue                     tasks by kind and state, oldest waiting age, tasks past their lease
   dead-tasks [LIMIT]        the most recent dead tasks (default 20) with their last error
   retry-task ID             give a dead task a fresh set of attempts
-  timeline ORDER_ID [--follow]  an order's status and timeline; --follow waits for new events";
+  timeline ORDER_ID [--follow]  an order's status and timeline; --follow waits for new events
+  check-invariants STOCK_JSON   check the spec's invariants after a run, given each product's
+                            stock before it ({\"<product id>\": stock, ...}); exit 1 on a violation";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,6 +24,7 @@ async fn main() -> ExitCode {
         Some("migrate") => migrate().await,
         Some("seed") => seed().await,
         Some("healthcheck") => healthcheck().await,
+        Some("check-invariants") => check_invariants(std::env::args().nth(2)).await,
         Some(command @ ("queue" | "dead-tasks" | "retry-task" | "timeline")) => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             operator(command, &args).await
@@ -93,6 +96,22 @@ async fn operator(command: &str, args: &[String]) -> Result<(), AnyError> {
     };
     print!("{text}");
     Ok(())
+}
+
+async fn check_invariants(stock_file: Option<String>) -> Result<(), AnyError> {
+    let path = stock_file.ok_or_else(|| format!("check-invariants needs STOCK_JSON\n{USAGE}"))?;
+    let raw = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let initial_stock: std::collections::HashMap<uuid::Uuid, i32> =
+        serde_json::from_str(&raw).map_err(|e| format!("{path}: {e}"))?;
+    let database = DatabaseConfig::from_env()?;
+    let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
+    let report = orderflow::invariants::check(&mut conn, &initial_stock, None).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} invariant violation(s)", report.violations.len()).into())
+    }
 }
 
 async fn healthcheck() -> Result<(), AnyError> {

@@ -176,3 +176,14 @@ impl Mailer {
         }
     }
 }
+
+/// The value of a header in a raw message (its first occurrence, on one line), as a
+/// receiving server stored it.
+pub fn header_value(message: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+        .map(|line| line[prefix.len()..].trim().to_string())
+}

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod invariants;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ops;

@@ -55,18 +55,25 @@ pub async fn claim_batch(
     limit: i64,
     lease: Duration,
 ) -> diesel::QueryResult<Vec<ClaimedTask>> {
+    // Two index-ordered scans, each stopping at the limit: one `OR` over both states would
+    // read every due task and sort them, for every claim (seen: 600 tasks/s with 20,000
+    // waiting). Expired leases first: their tasks have waited longest.
     diesel::sql_query(
-        "UPDATE tasks AS t \
+        "WITH expired AS ( \
+             SELECT id FROM tasks \
+             WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
+               AND attempts < max_attempts \
+             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         waiting AS ( \
+             SELECT id FROM tasks \
+             WHERE kind = $1 AND state = 'waiting' AND run_at <= now() \
+             ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         due AS ( \
+             SELECT id FROM expired UNION ALL SELECT id FROM waiting LIMIT $2) \
+         UPDATE tasks AS t \
          SET state = 'running', claim_token = gen_random_uuid(), attempts = t.attempts + 1, \
              lease_expires_at = now() + make_interval(secs => $3), updated_at = now() \
-         FROM ( \
-             SELECT id FROM tasks \
-             WHERE kind = $1 \
-               AND ((state = 'waiting' AND run_at <= now()) \
-                 OR (state = 'running' AND lease_expires_at < now() AND attempts < max_attempts)) \
-             ORDER BY run_at, id \
-             LIMIT $2 \
-             FOR UPDATE SKIP LOCKED) AS due \
+         FROM due \
          WHERE t.id = due.id \
          RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
                    t.claim_token, t.lease_expires_at, t.correlation_id",

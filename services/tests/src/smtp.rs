@@ -119,10 +119,5 @@ pub fn read_maildir(maildir: &Path) -> Vec<String> {
 
 /// The value of a header in a raw message (first occurrence, unfolded).
 pub fn header(message: &str, name: &str) -> Option<String> {
-    let prefix = format!("{}:", name.to_ascii_lowercase());
-    message
-        .lines()
-        .take_while(|line| !line.is_empty())
-        .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
-        .map(|line| line[prefix.len()..].trim().to_string())
+    orderflow::email::header_value(message, name)
 }
