@@ -12,6 +12,8 @@ use crate::lifecycle::append_event;
 use crate::schema::{order_items, orders, products};
 use crate::status::{EventType, OrderStatus};
 use crate::tasks;
+use crate::views::{Customer, Order, OrderEvent, OrderItem};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone)]
 pub struct NewOrderLine {
@@ -31,17 +33,19 @@ pub struct NewOrder {
     pub idempotency: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Placed {
-    Created(Uuid),
-    /// The same key and request were seen before: this is that order.
+    /// A new order, as it was stored (the caller need not read it back).
+    Created(Box<Order>),
+    /// The key's earlier order.
     Replayed(Uuid),
 }
 
 impl Placed {
-    pub fn order_id(self) -> Uuid {
+    pub fn order_id(&self) -> Uuid {
         match self {
-            Self::Created(id) | Self::Replayed(id) => id,
+            Self::Created(order) => order.id,
+            Self::Replayed(id) => *id,
         }
     }
 }
@@ -104,7 +108,7 @@ async fn insert_order(
     let (key, fingerprint) = order.idempotency.clone().unzip();
     // With a key, a concurrent duplicate blocks here until the first commits, then
     // inserts nothing and finds the first's order below.
-    let inserted = diesel::insert_into(orders::table)
+    let created_at: Vec<DateTime<Utc>> = diesel::insert_into(orders::table)
         .values((
             orders::id.eq(order_id),
             orders::status.eq(OrderStatus::Pending.as_str()),
@@ -119,11 +123,12 @@ async fn insert_order(
         ))
         .on_conflict(orders::idempotency_key)
         .do_nothing()
-        .execute(conn)
+        .returning(orders::created_at)
+        .get_results(conn)
         .await?;
-    if inserted == 0 {
+    let Some(created_at) = created_at.into_iter().next() else {
         return replay(conn, key.as_deref(), fingerprint.as_deref()).await;
-    }
+    };
 
     let items: Vec<_> = order
         .lines
@@ -145,15 +150,45 @@ async fn insert_order(
         .values(items)
         .execute(conn)
         .await?;
-    append_event(
-        conn,
-        order_id,
-        EventType::Placed,
-        json!({ "total_cents": total_cents }),
-    )
-    .await?;
+    let placed_details = json!({ "total_cents": total_cents });
+    append_event(conn, order_id, EventType::Placed, placed_details.clone()).await?;
     orderflow_queue::enqueue(conn, &tasks::charge_payment(order_id)).await?;
-    Ok(Placed::Created(order_id))
+    // Everything of the new order is known here; `now()` is the transaction's start, so the
+    // `placed` event has the order's own timestamp.
+    let view = Order {
+        id: order_id,
+        status: OrderStatus::Pending.as_str().to_string(),
+        cancel_reason: None,
+        customer: Customer {
+            email: order.customer_email.clone(),
+            name: order.customer_name.clone(),
+        },
+        shipping_address: order.shipping_address.clone(),
+        items: order
+            .lines
+            .iter()
+            .map(|line| {
+                let (sku, price, _) = &catalog[&line.product_id];
+                OrderItem {
+                    product_id: line.product_id,
+                    sku: sku.clone(),
+                    quantity: line.quantity,
+                    unit_price_cents: *price,
+                }
+            })
+            .collect(),
+        total_cents,
+        currency,
+        payment: None,
+        events: vec![OrderEvent {
+            event_type: EventType::Placed.as_str().to_string(),
+            at: created_at,
+            details: placed_details.as_object().cloned().unwrap_or_default(),
+        }],
+        created_at,
+        updated_at: created_at,
+    };
+    Ok(Placed::Created(Box::new(view)))
 }
 
 async fn replay(

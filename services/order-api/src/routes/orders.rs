@@ -197,16 +197,20 @@ pub async fn create_order(
     let placed = place_order(&mut conn, &order).await?;
     let order_id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let view = views::load_order(&mut conn, order_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("order {order_id} vanished after commit")))?;
     let mut response = HttpResponse::Accepted();
     response.insert_header(("Location", format!("/orders/{order_id}")));
-    if matches!(placed, Placed::Replayed(_)) {
-        response.insert_header(("Idempotent-Replayed", "true"));
-    } else {
-        tracing::info!(total_cents = view.total_cents, "order placed");
-    }
+    let view = match placed {
+        Placed::Created(view) => {
+            tracing::info!(total_cents = view.total_cents, "order placed");
+            *view
+        }
+        Placed::Replayed(_) => {
+            response.insert_header(("Idempotent-Replayed", "true"));
+            views::load_order(&mut conn, order_id).await?.ok_or_else(|| {
+                ApiError::internal(format!("order {order_id} vanished after commit"))
+            })?
+        }
+    };
     Ok(response.json(view))
 }
 
