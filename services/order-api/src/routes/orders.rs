@@ -206,9 +206,11 @@ pub async fn create_order(
         }
         Placed::Replayed(_) => {
             response.insert_header(("Idempotent-Replayed", "true"));
-            views::load_order(&mut conn, order_id).await?.ok_or_else(|| {
-                ApiError::internal(format!("order {order_id} vanished after commit"))
-            })?
+            views::load_order(&mut conn, order_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(format!("order {order_id} vanished after commit"))
+                })?
         }
     };
     Ok(response.json(view))
