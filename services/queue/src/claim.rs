@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use diesel::sql_types::{Bool, Double, Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -12,37 +12,34 @@ pub fn notify_channel(kind: &str) -> String {
 }
 
 /// Enqueues a task on the caller's connection. Inside a transaction, the task (and its
-/// NOTIFY) exist only if the transaction commits. PostgreSQL folds identical
-/// notifications of one transaction into one, so enqueueing many tasks of a kind costs
-/// one wake-up. The task keeps the current correlation id ([`crate::with_correlation_id`]).
-/// Returns the new task's id, or `None` when the task has a unique key that
-/// an earlier task already holds (nothing is written then).
+/// NOTIFY, sent by the table's insert trigger) exist only if the transaction commits.
+/// PostgreSQL folds identical notifications of one transaction into one, so enqueueing
+/// many tasks of a kind costs one wake-up. The task keeps the current correlation id
+/// ([`crate::with_correlation_id`]). Returns the new task's id, or `None` when the task has
+/// a unique key that an earlier task already holds (nothing is written then).
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     task: &NewTask,
 ) -> diesel::QueryResult<Option<i64>> {
-    #[derive(QueryableByName)]
-    struct Inserted {
-        #[diesel(sql_type = Int8)]
-        id: i64,
-    }
-    let inserted: Vec<Inserted> = diesel::sql_query(
-        "WITH inserted AS ( \
-             INSERT INTO tasks (kind, payload, max_attempts, unique_key, correlation_id) \
-             VALUES ($1, $2, $3, $5, $6) \
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING \
-             RETURNING id) \
-         SELECT id, pg_notify($4, '') IS NULL AS notified FROM inserted",
-    )
-    .bind::<Text, _>(task.kind)
-    .bind::<Jsonb, _>(&task.payload)
-    .bind::<Int4, _>(task.max_attempts)
-    .bind::<Text, _>(notify_channel(task.kind))
-    .bind::<diesel::sql_types::Nullable<Text>, _>(task.unique_key.as_deref())
-    .bind::<diesel::sql_types::Nullable<Text>, _>(crate::current_correlation_id())
-    .load(conn)
-    .await?;
-    Ok(inserted.into_iter().next().map(|row| row.id))
+    use crate::schema::tasks;
+    use diesel::upsert::DecoratableTarget;
+    use diesel::{ExpressionMethods, OptionalExtension as _};
+    // Built with the query builder, so the statement is prepared once per connection.
+    diesel::insert_into(tasks::table)
+        .values((
+            tasks::kind.eq(task.kind),
+            tasks::payload.eq(&task.payload),
+            tasks::max_attempts.eq(task.max_attempts),
+            tasks::unique_key.eq(task.unique_key.as_deref()),
+            tasks::correlation_id.eq(crate::current_correlation_id()),
+        ))
+        .on_conflict(tasks::unique_key)
+        .filter_target(tasks::unique_key.is_not_null())
+        .do_nothing()
+        .returning(tasks::id)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and

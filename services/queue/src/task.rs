@@ -8,6 +8,12 @@ use uuid::Uuid;
 
 use crate::TaskError;
 
+diesel::define_sql_function! {
+    /// The time now, not at the start of the transaction: a lease that ran out while the
+    /// transaction was open must not be honoured.
+    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
+}
+
 /// How the queue treats one kind of task.
 #[derive(Debug, Clone)]
 pub struct KindConfig {
@@ -105,16 +111,23 @@ impl ClaimedTask {
     /// concurrent re-claim waits, and it fails with [`TaskError::ClaimLost`] when the claim
     /// is no longer ours, which rolls the whole transaction back.
     pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<Completion, TaskError> {
-        let updated = diesel::sql_query(
-            "UPDATE tasks SET state = 'completed', completed_at = now(), updated_at = now(), \
-                    claim_token = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND claim_token = $2 AND state = 'running' \
-               AND lease_expires_at > clock_timestamp()",
-        )
-        .bind::<Int8, _>(self.id)
-        .bind::<SqlUuid, _>(self.claim_token)
-        .execute(conn)
-        .await?;
+        use crate::schema::tasks;
+        use diesel::{ExpressionMethods, NullableExpressionMethods};
+        // Built with the query builder, so the statement is prepared once per connection.
+        let updated = diesel::update(tasks::table)
+            .filter(tasks::id.eq(self.id))
+            .filter(tasks::claim_token.eq(self.claim_token))
+            .filter(tasks::state.eq("running"))
+            .filter(tasks::lease_expires_at.gt(clock_timestamp().nullable()))
+            .set((
+                tasks::state.eq("completed"),
+                tasks::completed_at.eq(diesel::dsl::now),
+                tasks::updated_at.eq(diesel::dsl::now),
+                tasks::claim_token.eq(None::<Uuid>),
+                tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(conn)
+            .await?;
         if updated == 1 {
             Ok(Completion { task_id: self.id })
         } else {
