@@ -4,7 +4,7 @@
 //! # Guarantees
 //! - **Transactional enqueue.** [`enqueue`] runs on the caller's connection, inside the
 //!   caller's transaction: a task exists if and only if that transaction commits. The
-//!   same statement sends a NOTIFY on the kind's channel, delivered at commit.
+//!   table's insert trigger sends a NOTIFY on the kind's channel, delivered at commit.
 //! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
 //!   with `FOR UPDATE SKIP LOCKED`, gives each a fresh claim token and a lease, and
 //!   commits at once: no transaction stays open while a task runs.
