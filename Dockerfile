@@ -20,10 +20,11 @@ COPY services/payment-worker/Cargo.toml services/payment-worker/
 COPY services/inventory-worker/Cargo.toml services/inventory-worker/
 COPY services/notification-worker/Cargo.toml services/notification-worker/
 COPY services/tests/Cargo.toml services/tests/
-RUN for crate in queue orders order-api payment-worker inventory-worker notification-worker tests; do \
+COPY services/bench/Cargo.toml services/bench/
+RUN for crate in queue orders order-api payment-worker inventory-worker notification-worker tests bench; do \
         mkdir -p "services/$crate/src" && : > "services/$crate/src/lib.rs"; \
     done \
-    && for bin in order-api payment-worker inventory-worker notification-worker; do \
+    && for bin in order-api payment-worker inventory-worker notification-worker bench; do \
         echo 'fn main() {}' > "services/$bin/src/main.rs"; \
     done \
     && cargo build --release --locked \

@@ -98,6 +98,15 @@ def check_dockerfile(stages):
                     problem(f"Dockerfile: COPY source {source} does not exist")
                 if any(fnmatch.fnmatch(source, pattern) or source.startswith(pattern + "/") for pattern in ignored):
                     problem(f"Dockerfile: COPY source {source} is excluded by .dockerignore")
+    # The dependency layer must see every workspace member's manifest, or cargo fails.
+    workspace = (ROOT / "Cargo.toml").read_text()
+    members = re.findall(r'"(services/[^"]+)"', workspace.split("[workspace.package]")[0])
+    copied_manifests = {
+        a for stage in stages for i, args in stage["lines"] if i == "COPY" for a in args.split()
+    }
+    for member in members:
+        if f"{member}/Cargo.toml" not in copied_manifests:
+            problem(f"Dockerfile: the dependency layer does not copy {member}/Cargo.toml")
     runtime = stages[-1]
     if re.search(r"\b(rust|cargo|gcc|buildpack)", runtime["from"]):
         problem(f"Dockerfile: the runtime stage starts from a build image ({runtime['from']})")
