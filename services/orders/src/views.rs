@@ -105,11 +105,22 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One order with its lines, payment and timeline; `None` when it does not exist.
+/// One order with its lines, payment and timeline; `None` when it does not exist. Its
+/// four reads share one snapshot, so the payment and the timeline always agree (a refund
+/// committed between two reads could show a `refunded` event beside a captured payment).
+/// Call it outside a transaction.
 pub async fn load_order(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
 ) -> QueryResult<Option<Order>> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| read_order(conn, order_id).await)
+        .await
+}
+
+async fn read_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Option<Order>> {
     let Some(row) = orders::table
         .find(order_id)
         .select(OrderRow::as_select())

@@ -1,9 +1,11 @@
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -203,7 +205,16 @@ impl<H: TaskHandler> Worker<H> {
         let correlation_id = task.correlation_id.clone();
         let attempt = async move {
             let started = std::time::Instant::now();
-            let run = with_correlation_id(correlation_id, handler.run(task.clone()));
+            // A panic in the handler is an attempt that failed: recorded now, with its
+            // backoff, rather than found when the lease runs out.
+            let run = AssertUnwindSafe(with_correlation_id(
+                correlation_id,
+                handler.run(task.clone()),
+            ))
+            .catch_unwind()
+            .map(|result| {
+                result.unwrap_or_else(|panic| Err(TaskError::Retryable(panic_message(&*panic))))
+            });
             let outcome = tokio::select! {
                 // A completion that raced the heartbeat's last beat still counts.
                 biased;
@@ -313,12 +324,21 @@ impl HeldClaims {
     }
 }
 
-/// A handler that panics leaves its task `running`; the lease expiry brings it back, and
-/// the attempt limit stops a task that panics every time.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("handler panicked: {text}")
+}
+
+/// Handler panics are caught in [`Worker::execute`]; one that escapes (in the worker's own
+/// bookkeeping) leaves its task `running` until the lease runs out and it is claimed again.
 fn report_panic(finished: Result<(), tokio::task::JoinError>) {
     if let Err(error) = finished {
         if error.is_panic() {
-            tracing::error!("task handler panicked; the task is retried when its lease expires");
+            tracing::error!("task attempt panicked; the task is retried when its lease expires");
         }
     }
 }

@@ -818,3 +818,47 @@ struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
+
+/// Panics on its first attempt, completes on the next.
+struct PanicsOnce {
+    runs: AtomicUsize,
+    db_url: String,
+}
+
+impl TaskHandler for PanicsOnce {
+    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+        if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom");
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db_url)
+            .await
+            .map_err(TaskError::retryable)?;
+        task.complete(&mut conn).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_panic_is_a_failed_attempt_retried_at_once_not_after_the_lease() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    // A lease far longer than the test's deadline: only the recorded failure can bring the
+    // task back in time.
+    let config = KindConfig {
+        lease: Duration::from_secs(3600),
+        ..kind("test.panics", 3)
+    };
+    let id = enqueue_one(&mut conn, &config).await;
+    let handler = Arc::new(PanicsOnce {
+        runs: AtomicUsize::new(0),
+        db_url: db.url.clone(),
+    });
+    let worker = start_worker(&db, config, &handler);
+    let row = wait_for_state(&mut conn, id, "completed").await;
+    assert_eq!(row.attempts, 2);
+    let first_error = row.errors[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        first_error.contains("handler panicked: boom"),
+        "{first_error}"
+    );
+    worker.stop().await;
+}
