@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod db;
 pub mod invariants;
 pub mod processes;
+pub mod random;
 pub mod smtp;
 pub mod stack;
 pub mod wait;

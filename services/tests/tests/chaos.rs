@@ -16,6 +16,7 @@ use orderflow::schema::orders;
 use orderflow_tests::app::order_body;
 use orderflow_tests::cluster::PgCluster;
 use orderflow_tests::processes::{binary_dir, Service};
+use orderflow_tests::random::Lcg;
 use orderflow_tests::stack::{place_with_retry, Placed, Stack};
 use orderflow_tests::{invariants, SmtpServer};
 use serde_json::json;
@@ -25,19 +26,6 @@ const ORDERS: usize = 400;
 /// One order every 40 ms: the faults below all happen while orders keep arriving.
 const PACE: Duration = Duration::from_millis(40);
 const CLIENTS: usize = 8;
-
-/// A small deterministic generator; the seed is in the report to replay a run's choices.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 fn seed() -> u64 {
     std::env::var("CHAOS_SEED")
