@@ -184,7 +184,7 @@ impl<H: TaskHandler> Worker<H> {
         Ok(claim_batch(&mut conn, self.kind.kind, limit as i64, self.kind.lease).await?)
     }
 
-    /// Runs one attempt under the kind's timeout while a heartbeat keeps its lease.
+    /// Runs one attempt and records its outcome (metrics, failure, held claims).
     fn execute(
         &self,
         task: ClaimedTask,
@@ -202,29 +202,9 @@ impl<H: TaskHandler> Worker<H> {
         );
         // Made inside the task span, so that it is its child in every log line.
         let owner_span = span.in_scope(|| handler.span(&task));
-        let correlation_id = task.correlation_id.clone();
         let attempt = async move {
             let started = std::time::Instant::now();
-            // A panic in the handler is an attempt that failed: recorded now, with its
-            // backoff, rather than found when the lease runs out.
-            let run = AssertUnwindSafe(with_correlation_id(
-                correlation_id,
-                handler.run(task.clone()),
-            ))
-            .catch_unwind()
-            .map(|result| {
-                result.unwrap_or_else(|panic| Err(TaskError::Retryable(panic_message(&*panic))))
-            });
-            let outcome = tokio::select! {
-                // A completion that raced the heartbeat's last beat still counts.
-                biased;
-                outcome = tokio::time::timeout(kind.timeout, run) => {
-                    outcome.unwrap_or_else(|_| Err(TaskError::Retryable(format!(
-                        "timed out after {} ms", kind.timeout.as_millis()
-                    ))))
-                }
-                () = keep_lease(&pool, &task, kind.lease) => Err(TaskError::ClaimLost),
-            };
+            let outcome = run_attempt(handler.as_ref(), &pool, &kind, &task).await;
             let label = match outcome {
                 Ok(_) => {
                     tracing::debug!("task completed");
@@ -276,6 +256,33 @@ impl<H: TaskHandler> Worker<H> {
                 tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
             }
         }
+    }
+}
+
+/// One attempt: the handler under the kind's timeout, with the task's correlation id, while
+/// a heartbeat keeps the lease. A panic in the handler is an attempt that failed, recorded
+/// now with its backoff rather than found when the lease runs out.
+async fn run_attempt<H: TaskHandler>(
+    handler: &H,
+    pool: &Pool,
+    kind: &KindConfig,
+    task: &ClaimedTask,
+) -> Result<Completion, TaskError> {
+    let run = AssertUnwindSafe(with_correlation_id(
+        task.correlation_id.clone(),
+        handler.run(task.clone()),
+    ))
+    .catch_unwind()
+    .map(|result| result.unwrap_or_else(|panic| Err(TaskError::Retryable(panic_message(&*panic)))));
+    tokio::select! {
+        // A completion that raced the heartbeat's last beat still counts.
+        biased;
+        outcome = tokio::time::timeout(kind.timeout, run) => {
+            outcome.unwrap_or_else(|_| Err(TaskError::Retryable(format!(
+                "timed out after {} ms", kind.timeout.as_millis()
+            ))))
+        }
+        () = keep_lease(pool, task, kind.lease) => Err(TaskError::ClaimLost),
     }
 }
 
