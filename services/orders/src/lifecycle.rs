@@ -198,6 +198,22 @@ async fn insert_payment(
     Ok(inserted == 1)
 }
 
+/// Locks the order's row, so that the steps of one order run one after the other, and
+/// returns its status (`None`: no such order). `FOR NO KEY UPDATE`, like a plain `UPDATE`
+/// of the row, does not block the foreign-key checks of other writes.
+async fn lock_order_status(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<String>> {
+    orders::table
+        .find(order_id)
+        .select(orders::status)
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// What a customer's cancellation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancellation {
@@ -222,13 +238,7 @@ pub async fn cancel_by_customer(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
 ) -> QueryResult<Cancellation> {
-    let status: Option<String> = orders::table
-        .find(order_id)
-        .select(orders::status)
-        .for_no_key_update()
-        .first(conn)
-        .await
-        .optional()?;
+    let status = lock_order_status(conn, order_id).await?;
     let Some(status) = status else {
         return Ok(Cancellation::NotFound);
     };
@@ -287,13 +297,7 @@ pub async fn reserve_stock(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
 ) -> QueryResult<Reservation> {
-    let status: Option<String> = orders::table
-        .find(order_id)
-        .select(orders::status)
-        .for_no_key_update()
-        .first(conn)
-        .await
-        .optional()?;
+    let status = lock_order_status(conn, order_id).await?;
     if status.as_deref() != Some(OrderStatus::Paid.as_str()) {
         return Ok(Reservation::NotApplicable);
     }

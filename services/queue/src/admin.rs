@@ -29,32 +29,29 @@ pub struct KindStateCount {
 /// Counts by kind and state. Completed tasks are counted too; the waiting age is measured
 /// from when the task became due.
 pub async fn overview(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
-    diesel::sql_query(
-        "SELECT kind, state, count(*) AS count, \
-                count(*) FILTER (WHERE state = 'running' AND lease_expires_at < now()) AS past_lease, \
-                CASE state \
-                  WHEN 'waiting' THEN extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 \
-                  WHEN 'running' THEN greatest(0, extract(epoch FROM now() - min(lease_expires_at)))::float8 \
-                END AS oldest_age_seconds \
-         FROM tasks GROUP BY kind, state ORDER BY kind, state",
-    )
-    .load(conn)
-    .await
+    counts(conn, "").await
 }
 
 /// Like [`overview`] without the completed tasks, which keeps it on the partial indexes:
 /// cheap enough to run on every metrics scrape however many tasks were ever completed.
 pub async fn backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
-    diesel::sql_query(
+    counts(conn, "WHERE state IN ('waiting', 'running', 'dead')").await
+}
+
+/// `filter` is one of the two fixed clauses above, never input.
+async fn counts(
+    conn: &mut AsyncPgConnection,
+    filter: &'static str,
+) -> diesel::QueryResult<Vec<KindStateCount>> {
+    diesel::sql_query(format!(
         "SELECT kind, state, count(*) AS count, \
                 count(*) FILTER (WHERE state = 'running' AND lease_expires_at < now()) AS past_lease, \
                 CASE state \
                   WHEN 'waiting' THEN extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 \
                   WHEN 'running' THEN greatest(0, extract(epoch FROM now() - min(lease_expires_at)))::float8 \
                 END AS oldest_age_seconds \
-         FROM tasks WHERE state IN ('waiting', 'running', 'dead') \
-         GROUP BY kind, state ORDER BY kind, state",
-    )
+         FROM tasks {filter} GROUP BY kind, state ORDER BY kind, state"
+    ))
     .load(conn)
     .await
 }
