@@ -110,6 +110,16 @@ async fn a_cancel_before_the_charge_means_the_card_is_never_charged() {
     workers.stop().await;
 }
 
+async fn stock_of(db: &TestDb, product_id: &str) -> i32 {
+    let mut conn = db.connect().await;
+    products::table
+        .find(Uuid::parse_str(product_id).unwrap_or_default())
+        .select(products::stock)
+        .first(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("stock of {product_id}: {e}"))
+}
+
 /// A gateway whose charges wait until the test lets them through.
 struct HeldGateway {
     inner: Arc<SimulatedGateway>,
@@ -164,13 +174,7 @@ async fn a_cancel_while_the_charge_is_in_flight_is_refunded() {
     app.wait_until_event(&order_id, "notified").await;
     // Both paths asked for the cancellation e-mail; it went out once.
     assert_eq!(cancellation_emails(&smtp, &order_id), 1);
-    let mut conn = db.connect().await;
-    let stock: i32 = products::table
-        .find(Uuid::parse_str(&product).unwrap_or_default())
-        .select(products::stock)
-        .first(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stock = stock_of(&db, &product).await;
     assert_eq!(stock, 10, "a cancelled order takes no stock");
     workers.stop().await;
 }
@@ -203,13 +207,7 @@ async fn cancelling_a_paid_order_refunds_it_and_takes_no_stock() {
     // A late inventory task would find the order cancelled: nothing is reserved.
     let late = spawn_worker_plan(&db, &smtp.url(), plan(None, 1, false));
     wait_task_completed(&db, "inventory.reserve").await;
-    let mut conn = db.connect().await;
-    let stock: i32 = products::table
-        .find(Uuid::parse_str(&product).unwrap_or_default())
-        .select(products::stock)
-        .first(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stock = stock_of(&db, &product).await;
     assert_eq!(stock, 5);
     late.stop().await;
 }
