@@ -10,7 +10,6 @@ use orderflow::lifecycle;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
-use orderflow::views;
 use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
@@ -44,13 +43,11 @@ impl TaskHandler for SendNotification {
         } = task.payload()?;
         tracing::Span::current().record("notification", notification.as_str());
 
-        let (order, already_sent) = {
+        let facts = {
             let mut conn = self.pool.get().await?;
-            let order = views::load_order(&mut conn, order_id).await?;
-            let sent = lifecycle::email_already_sent(&mut conn, order_id, notification).await?;
-            (order, sent)
+            lifecycle::notification_facts(&mut conn, order_id, notification).await?
         };
-        let Some(order) = order else {
+        let Some((order, already_sent)) = facts else {
             return Err(TaskError::permanent(format!(
                 "order {order_id} does not exist"
             )));

@@ -7,7 +7,22 @@ use uuid::Uuid;
 
 use crate::config::MailConfig;
 use crate::status::{CancelReason, NotificationKind};
-use crate::views::Order;
+use crate::views::{Customer, OrderItem};
+
+/// What an order e-mail tells about its order (read by
+/// [`crate::lifecycle::notification_facts`]).
+#[derive(Debug, Clone)]
+pub struct OrderMail {
+    pub order_id: Uuid,
+    pub customer: Customer,
+    pub cancel_reason: Option<String>,
+    /// The order's payment was refunded.
+    pub refunded: bool,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
 
 macro_rules! text_header {
     ($name:ident, $header:literal) => {
@@ -51,7 +66,7 @@ pub enum MailError {
 
 pub fn compose(
     from: &Mailbox,
-    order: &Order,
+    order: &OrderMail,
     kind: NotificationKind,
 ) -> Result<Message, MailError> {
     let to: Mailbox = format!(
@@ -64,7 +79,7 @@ pub fn compose(
     .map_err(|error| MailError::Permanent(format!("recipient address: {error}")))?;
     let (subject, body) = match kind {
         NotificationKind::OrderConfirmed => (
-            format!("Your order {} is confirmed", order.id),
+            format!("Your order {} is confirmed", order.order_id),
             format!(
                 "Hello {},\n\nthank you for your order. It is paid and on its way.\n\n{}",
                 order.customer.name,
@@ -72,7 +87,7 @@ pub fn compose(
             ),
         ),
         NotificationKind::OrderCancelled => (
-            format!("Your order {} was cancelled", order.id),
+            format!("Your order {} was cancelled", order.order_id),
             format!(
                 "Hello {},\n\nwe are sorry: your order was cancelled ({}). {}\n\n{}",
                 order.customer.name,
@@ -81,11 +96,7 @@ pub fn compose(
                     .as_deref()
                     .unwrap_or("cancelled")
                     .replace('_', " "),
-                if order
-                    .payment
-                    .as_ref()
-                    .is_some_and(|p| p.status == "refunded")
-                {
+                if order.refunded {
                     "Your payment has been refunded."
                 } else if order.cancel_reason.as_deref()
                     == Some(CancelReason::CustomerRequest.as_str())
@@ -103,14 +114,14 @@ pub fn compose(
         .from(from.clone())
         .to(to)
         .subject(subject)
-        .message_id(Some(message_id(order.id, kind)))
-        .header(XOrderId(order.id.to_string()))
+        .message_id(Some(message_id(order.order_id, kind)))
+        .header(XOrderId(order.order_id.to_string()))
         .header(XNotificationKind(kind.to_string()))
         .body(body)
         .map_err(|error| MailError::Permanent(error.to_string()))
 }
 
-fn order_lines(order: &Order) -> String {
+fn order_lines(order: &OrderMail) -> String {
     let mut text = String::new();
     for item in &order.items {
         text.push_str(&format!(

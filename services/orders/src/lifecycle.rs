@@ -22,10 +22,12 @@ use orderflow_queue::{enqueue, NewTask};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::email::OrderMail;
 use crate::payment::ChargeOutcome;
-use crate::schema::{order_events, orders, payments, products, sent_emails};
+use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
+use crate::views::{Customer, OrderItem};
 
 pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
 
@@ -396,21 +398,6 @@ pub async fn record_refund(
     Ok(Recorded::Applied)
 }
 
-/// Whether this e-mail was already sent and recorded (a duplicate task must not send again).
-pub async fn email_already_sent(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    kind: NotificationKind,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        sent_emails::table
-            .filter(sent_emails::order_id.eq(order_id))
-            .filter(sent_emails::kind.eq(kind.as_str())),
-    ))
-    .get_result(conn)
-    .await
-}
-
 /// Records a sent e-mail; the confirmation fulfils the order.
 pub async fn record_email_sent(
     conn: &mut AsyncPgConnection,
@@ -522,3 +509,68 @@ pub async fn captured_payment(
         .await
         .optional()
 }
+
+/// What the notification step needs: the e-mail's facts about the order, and whether this
+/// e-mail was already sent and recorded (then it must not be sent again). Two statements:
+/// the order with its payment, then its lines (which never change).
+pub async fn notification_facts(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    kind: NotificationKind,
+) -> QueryResult<Option<(OrderMail, bool)>> {
+    let already_sent = diesel::dsl::exists(
+        sent_emails::table
+            .filter(sent_emails::order_id.eq(order_id))
+            .filter(sent_emails::kind.eq(kind.as_str())),
+    );
+    let row: Option<NotificationRow> = orders::table
+        .left_join(payments::table)
+        .filter(orders::id.eq(order_id))
+        .select((
+            orders::customer_email,
+            orders::customer_name,
+            orders::cancel_reason,
+            payments::status.nullable(),
+            orders::total_cents,
+            orders::currency,
+            orders::created_at,
+            already_sent,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let items = order_items::table
+        .filter(order_items::order_id.eq(order_id))
+        .order(order_items::line_no)
+        .select(OrderItem::as_select())
+        .load(conn)
+        .await?;
+    let mail = OrderMail {
+        order_id,
+        customer: Customer {
+            email: row.0,
+            name: row.1,
+        },
+        cancel_reason: row.2,
+        refunded: row.3.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+        items,
+        total_cents: row.4,
+        currency: row.5,
+        created_at: row.6,
+    };
+    Ok(Some((mail, row.7)))
+}
+
+type NotificationRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    chrono::DateTime<chrono::Utc>,
+    bool,
+);
