@@ -19,8 +19,8 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orderflow::config::DatabaseConfig;
 use orderflow_queue::{
-    enqueue, ClaimedTask, Completion, KindConfig, Listener, NewTask, Pool, TaskError, TaskHandler,
-    Worker, WorkerOptions,
+    enqueue, ClaimedTask, KindConfig, Listener, NewTask, Pool, TaskError, TaskHandler, Worker,
+    WorkerOptions,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,6 @@ fn now_us() -> i64 {
 /// Completes its task; in a chain, enqueues the next stage in the same transaction; the
 /// last stage (or a lone task) records how long ago the payload's `started_us` was.
 struct Step {
-    pool: Pool,
     next: Option<KindConfig>,
     latencies_ms: Arc<Mutex<Vec<f64>>>,
     record: bool,
@@ -64,7 +63,10 @@ struct Step {
 }
 
 impl TaskHandler for Step {
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, task: &ClaimedTask) -> Result<(), TaskError> {
         let started_us = task.payload["started_us"].as_i64().unwrap_or_default();
         if self.record && started_us > 0 {
             let ms = (now_us() - started_us) as f64 / 1000.0;
@@ -73,19 +75,23 @@ impl TaskHandler for Step {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(ms);
         }
-        let mut conn = self.pool.get().await?;
-        let next = self.next.clone();
-        let completion = conn
-            .transaction(async |conn| {
-                let completion = task.complete(conn).await?;
-                if let Some(next) = &next {
-                    enqueue(conn, &NewTask::new(next, task.payload.clone())).await?;
-                }
-                Ok::<_, TaskError>(completion)
-            })
-            .await?;
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        if let Some(next) = &self.next {
+            enqueue(conn, &NewTask::new(next, task.payload.clone())).await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self, _task: &ClaimedTask, _outcome: &(), _recorded: &()) {
         self.done.fetch_add(1, Ordering::SeqCst);
-        Ok(completion)
     }
 }
 
@@ -127,7 +133,6 @@ impl Bench {
         done: &Arc<AtomicI64>,
     ) -> Step {
         Step {
-            pool: self.pool.clone(),
             next,
             latencies_ms: Arc::clone(latencies),
             record,

@@ -1,37 +1,51 @@
 //! Reserves stock: all lines of an order or none, in the transaction that completes the task.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use orderflow::db::Pool;
+use diesel_async::AsyncPgConnection;
 use orderflow::lifecycle;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve];
 
 pub fn register(runtime: &mut WorkerRuntime) {
-    let pool = runtime.pool.clone();
-    runtime.spawn(TaskKind::InventoryReserve, ReserveInventory { pool });
+    runtime.spawn(TaskKind::InventoryReserve, ReserveInventory);
 }
 
-pub struct ReserveInventory {
-    pool: Pool,
-}
+pub struct ReserveInventory;
 
 impl TaskHandler for ReserveInventory {
-    #[tracing::instrument(name = "reserve_inventory", skip_all)]
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    type Outcome = Uuid;
+    type Recorded = lifecycle::Reservation;
+
+    /// One order per transaction: a reservation locks its products in id order, which
+    /// keeps two reservations from deadlocking; a group of orders would lock the products
+    /// of several orders out of order.
+    const GROUP_COMMIT: bool = false;
+
+    async fn perform(&self, task: &ClaimedTask) -> Result<Uuid, TaskError> {
         let OrderTask { order_id } = task.payload()?;
-        let mut conn = self.pool.get().await?;
-        let (completion, reservation) = conn
-            .transaction(async |conn| {
-                let completion = task.complete(conn).await?;
-                let reservation = lifecycle::reserve_stock(conn, order_id).await?;
-                Ok::<_, TaskError>((completion, reservation))
-            })
-            .await?;
+        Ok(order_id)
+    }
+
+    #[tracing::instrument(name = "reserve_inventory", skip_all)]
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        order_id: &Uuid,
+    ) -> Result<lifecycle::Reservation, TaskError> {
+        Ok(lifecycle::reserve_stock(conn, *order_id).await?)
+    }
+
+    fn committed(
+        &self,
+        _task: &ClaimedTask,
+        _order_id: &Uuid,
+        reservation: &lifecycle::Reservation,
+    ) {
         tracing::info!(?reservation, "inventory step done");
-        Ok(completion)
     }
 
     async fn on_dead(

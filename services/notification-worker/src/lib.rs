@@ -2,7 +2,8 @@
 //! the transaction that completes the task; a crash in between resends the same message
 //! (same Message-ID), which is the at-least-once half of the guarantee.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use lettre::message::Mailbox;
 use orderflow::db::Pool;
 use orderflow::email::{self, MailError, Mailer};
@@ -10,7 +11,8 @@ use orderflow::lifecycle;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
-use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
 
@@ -34,9 +36,21 @@ impl SendNotification {
     }
 }
 
+/// A sent (or earlier sent) e-mail, to be recorded.
+pub struct Sent {
+    order_id: Uuid,
+    notification: NotificationKind,
+    message_id: String,
+    recipient: String,
+    order_created_at: DateTime<Utc>,
+}
+
 impl TaskHandler for SendNotification {
+    type Outcome = Sent;
+    type Recorded = lifecycle::Recorded;
+
     #[tracing::instrument(name = "send_notification", skip_all, fields(notification))]
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    async fn perform(&self, task: &ClaimedTask) -> Result<Sent, TaskError> {
         let NotificationTask {
             order_id,
             notification,
@@ -58,35 +72,45 @@ impl TaskHandler for SendNotification {
             self.mailer.send(message).await.map_err(mail_error)?;
             tracing::info!(%message_id, "e-mail sent");
         }
+        Ok(Sent {
+            order_id,
+            notification,
+            message_id,
+            recipient: order.customer.email,
+            order_created_at: order.created_at,
+        })
+    }
 
-        let recipient = &order.customer.email;
-        let mut conn = self.pool.get().await?;
-        let (completion, recorded) = conn
-            .transaction(async |conn| {
-                let completion = task.complete(conn).await?;
-                let recorded = lifecycle::record_email_sent(
-                    conn,
-                    order_id,
-                    notification,
-                    &message_id,
-                    recipient,
-                )
-                .await?;
-                Ok::<_, TaskError>((completion, recorded))
-            })
-            .await?;
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        sent: &Sent,
+    ) -> Result<lifecycle::Recorded, TaskError> {
+        let recorded = lifecycle::record_email_sent(
+            conn,
+            sent.order_id,
+            sent.notification,
+            &sent.message_id,
+            &sent.recipient,
+        )
+        .await?;
         tracing::debug!(?recorded, "e-mail recorded");
-        if recorded == lifecycle::Recorded::Applied {
-            let outcome = match notification {
+        Ok(recorded)
+    }
+
+    /// Counts the order as finished once its last step has committed.
+    fn committed(&self, _task: &ClaimedTask, sent: &Sent, recorded: &lifecycle::Recorded) {
+        if *recorded == lifecycle::Recorded::Applied {
+            let outcome = match sent.notification {
                 NotificationKind::OrderConfirmed => "fulfilled",
                 NotificationKind::OrderCancelled => "cancelled",
             };
-            let since_accepted = (chrono::Utc::now() - order.created_at)
+            let since_accepted = (Utc::now() - sent.order_created_at)
                 .to_std()
                 .unwrap_or_default();
             orderflow::metrics::record_order_finished(outcome, since_accepted);
         }
-        Ok(completion)
     }
 
     async fn on_dead(

@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use orderflow::db::Pool;
 use orderflow::lifecycle;
-use orderflow::payment::{self, ChargeRequest, GatewayError, PaymentGateway, RefundRequest};
+use orderflow::payment::{
+    self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
+};
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::OrderStatus;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, Completion, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::PaymentCharge, TaskKind::PaymentRefund];
 
@@ -41,9 +44,24 @@ impl ChargePayment {
     }
 }
 
+/// What a charge attempt found out.
+pub enum Charge {
+    /// The order is no longer pending (cancelled, or a duplicate task): nothing to charge.
+    NotPending,
+    /// The gateway's answer for the order's total.
+    Answered {
+        order_id: Uuid,
+        amount_cents: i64,
+        outcome: ChargeOutcome,
+    },
+}
+
 impl TaskHandler for ChargePayment {
+    type Outcome = Charge;
+    type Recorded = lifecycle::Recorded;
+
     #[tracing::instrument(name = "charge_payment", skip_all)]
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    async fn perform(&self, task: &ClaimedTask) -> Result<Charge, TaskError> {
         let OrderTask { order_id } = task.payload()?;
         let facts = {
             let mut conn = self.pool.get().await?;
@@ -55,7 +73,7 @@ impl TaskHandler for ChargePayment {
             )));
         };
         if facts.status != OrderStatus::Pending.as_str() {
-            return task.complete_alone(&self.pool).await;
+            return Ok(Charge::NotPending);
         }
 
         let outcome = self
@@ -69,18 +87,30 @@ impl TaskHandler for ChargePayment {
             .await
             .map_err(gateway_error)?;
         tracing::info!(?outcome, "charge answered");
+        Ok(Charge::Answered {
+            order_id,
+            amount_cents: facts.total_cents,
+            outcome,
+        })
+    }
 
-        let mut conn = self.pool.get().await?;
-        let (completion, recorded) = conn
-            .transaction(async |conn| {
-                let completion = task.complete(conn).await?;
-                let recorded =
-                    lifecycle::record_charge(conn, order_id, facts.total_cents, &outcome).await?;
-                Ok::<_, TaskError>((completion, recorded))
-            })
-            .await?;
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        charge: &Charge,
+    ) -> Result<lifecycle::Recorded, TaskError> {
+        let Charge::Answered {
+            order_id,
+            amount_cents,
+            outcome,
+        } = charge
+        else {
+            return Ok(lifecycle::Recorded::AlreadyDone);
+        };
+        let recorded = lifecycle::record_charge(conn, *order_id, *amount_cents, outcome).await?;
         tracing::debug!(?recorded, "charge recorded");
-        Ok(completion)
+        Ok(recorded)
     }
 
     async fn on_dead(
@@ -101,9 +131,18 @@ pub struct RefundPayment {
     gateway: Arc<dyn PaymentGateway>,
 }
 
+/// What a refund attempt found out: the gateway's refund id, or nothing to refund.
+pub struct Refund {
+    order_id: Uuid,
+    refund_id: Option<String>,
+}
+
 impl TaskHandler for RefundPayment {
+    type Outcome = Refund;
+    type Recorded = lifecycle::Recorded;
+
     #[tracing::instrument(name = "refund_payment", skip_all)]
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    async fn perform(&self, task: &ClaimedTask) -> Result<Refund, TaskError> {
         let OrderTask { order_id } = task.payload()?;
         let captured = {
             let mut conn = self.pool.get().await?;
@@ -111,7 +150,10 @@ impl TaskHandler for RefundPayment {
         };
         let Some((charge_id, amount_cents)) = captured else {
             // Nothing captured (or already refunded): nothing to give back.
-            return task.complete_alone(&self.pool).await;
+            return Ok(Refund {
+                order_id,
+                refund_id: None,
+            });
         };
         let charge_id = charge_id
             .ok_or_else(|| TaskError::permanent("captured payment without a charge id"))?;
@@ -125,17 +167,24 @@ impl TaskHandler for RefundPayment {
             .await
             .map_err(gateway_error)?;
         tracing::info!(%refund_id, "refunded");
+        Ok(Refund {
+            order_id,
+            refund_id: Some(refund_id),
+        })
+    }
 
-        let mut conn = self.pool.get().await?;
-        let (completion, recorded) = conn
-            .transaction(async |conn| {
-                let completion = task.complete(conn).await?;
-                let recorded = lifecycle::record_refund(conn, order_id, &refund_id).await?;
-                Ok::<_, TaskError>((completion, recorded))
-            })
-            .await?;
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        refund: &Refund,
+    ) -> Result<lifecycle::Recorded, TaskError> {
+        let Some(refund_id) = &refund.refund_id else {
+            return Ok(lifecycle::Recorded::AlreadyDone);
+        };
+        let recorded = lifecycle::record_refund(conn, refund.order_id, refund_id).await?;
         tracing::debug!(?recorded, "refund recorded");
-        Ok(completion)
+        Ok(recorded)
     }
 
     async fn on_dead(

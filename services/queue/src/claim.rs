@@ -6,6 +6,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{ClaimedTask, DeadTask, NewTask, TaskError};
 
+diesel::define_sql_function! {
+    /// The time now, not at the start of the transaction: a lease that ran out while the
+    /// transaction was open must not be honoured.
+    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
+}
+
 /// The NOTIFY channel of a task kind.
 pub fn notify_channel(kind: &str) -> String {
     format!("tasks.{kind}")
@@ -80,6 +86,35 @@ pub async fn claim_batch(
     .bind::<Double, _>(lease.as_secs_f64())
     .load(conn)
     .await
+}
+
+/// Completes the claimed tasks whose claims are still ours, in the caller's transaction,
+/// and returns their ids; the others (lease expired, re-claimed) are left alone. The rows
+/// stay locked until the transaction ends, so a concurrent re-claim waits for it.
+pub(crate) async fn complete_claims(
+    conn: &mut AsyncPgConnection,
+    claims: &[(i64, uuid::Uuid)],
+) -> diesel::QueryResult<Vec<i64>> {
+    use crate::schema::tasks;
+    use diesel::{ExpressionMethods, NullableExpressionMethods};
+    let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
+    // A claim token is fresh per claim, so matching any of the group's tokens is matching
+    // each task's own. Built with the query builder: prepared once per connection.
+    diesel::update(tasks::table)
+        .filter(tasks::id.eq_any(ids))
+        .filter(tasks::claim_token.eq_any(tokens))
+        .filter(tasks::state.eq("running"))
+        .filter(tasks::lease_expires_at.gt(clock_timestamp().nullable()))
+        .set((
+            tasks::state.eq("completed"),
+            tasks::completed_at.eq(diesel::dsl::now),
+            tasks::updated_at.eq(diesel::dsl::now),
+            tasks::claim_token.eq(None::<uuid::Uuid>),
+            tasks::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        ))
+        .returning(tasks::id)
+        .get_results(conn)
+        .await
 }
 
 /// What happened to a task whose attempt failed.

@@ -8,11 +8,18 @@
 //! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
 //!   with `FOR UPDATE SKIP LOCKED`, gives each a fresh claim token and a lease, and
 //!   commits at once: no transaction stays open while a task runs.
-//! - **Fenced completion.** A handler finishes a task by calling [`ClaimedTask::complete`]
-//!   as the first statement of the transaction that writes the task's effects and its
-//!   follow-up tasks. It succeeds only while the claim token matches and the lease is
-//!   live, so a worker whose claim was lost cannot commit: effects in PostgreSQL are
-//!   exactly-once although delivery is at-least-once.
+//! - **Fenced completion.** An attempt has two parts ([`TaskHandler`]): `perform` talks to
+//!   the outside world with no transaction open, then `record` writes the effects and the
+//!   follow-up tasks in the transaction that completes the task. The worker opens that
+//!   transaction and completes the task first, only while the claim token matches and the
+//!   lease is live, so a worker whose claim was lost cannot commit: effects in PostgreSQL
+//!   are exactly-once although delivery is at-least-once.
+//! - **Group commit.** Attempts of a kind that finish while another group is being
+//!   recorded are recorded together: one transaction, one fenced `UPDATE` completing all
+//!   of them, then each task's effects. A busy kind pays one commit for many tasks; an
+//!   idle one waits for nobody. If the group's transaction fails, its tasks are recorded
+//!   again one per transaction, so one bad task fails alone. A kind whose effects lock
+//!   shared rows turns this off ([`TaskHandler::GROUP_COMMIT`]).
 //! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
 //!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
 //!   worker's task is free again one lease after its last beat. Each kind bounds one
@@ -35,6 +42,7 @@ mod claim;
 mod correlation;
 mod error;
 mod listener;
+mod record;
 mod schema;
 mod task;
 mod worker;
@@ -47,8 +55,8 @@ pub use claim::{
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
-pub use task::{ClaimedTask, Completion, DeadTask, KindConfig, NewTask};
-pub use worker::{TaskHandler, Worker, WorkerOptions};
+pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
+pub use worker::{run_once, TaskHandler, Worker, WorkerOptions};
 
 /// The connection pool the queue works with.
 pub type Pool = diesel_async::pooled_connection::bb8::Pool<diesel_async::AsyncPgConnection>;

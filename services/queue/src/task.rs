@@ -3,16 +3,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::TaskError;
-
-diesel::define_sql_function! {
-    /// The time now, not at the start of the transaction: a lease that ran out while the
-    /// transaction was open must not be honoured.
-    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
-}
 
 /// How the queue treats one kind of task.
 #[derive(Debug, Clone)]
@@ -97,49 +91,19 @@ pub struct ClaimedTask {
     pub correlation_id: Option<String>,
 }
 
-/// Proof that a task's completion was written in the current transaction. Handlers
-/// return it, so a handler cannot forget to complete its task.
-#[derive(Debug)]
-#[must_use]
-pub struct Completion {
-    pub task_id: i64,
-}
-
 impl ClaimedTask {
-    /// Marks the task completed, fenced by the claim token and the lease. Call it first in
-    /// the transaction that writes the task's effects: it locks the task row, so a
-    /// concurrent re-claim waits, and it fails with [`TaskError::ClaimLost`] when the claim
-    /// is no longer ours, which rolls the whole transaction back.
-    pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<Completion, TaskError> {
-        use crate::schema::tasks;
-        use diesel::{ExpressionMethods, NullableExpressionMethods};
-        // Built with the query builder, so the statement is prepared once per connection.
-        let updated = diesel::update(tasks::table)
-            .filter(tasks::id.eq(self.id))
-            .filter(tasks::claim_token.eq(self.claim_token))
-            .filter(tasks::state.eq("running"))
-            .filter(tasks::lease_expires_at.gt(clock_timestamp().nullable()))
-            .set((
-                tasks::state.eq("completed"),
-                tasks::completed_at.eq(diesel::dsl::now),
-                tasks::updated_at.eq(diesel::dsl::now),
-                tasks::claim_token.eq(None::<Uuid>),
-                tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
-            ))
-            .execute(conn)
-            .await?;
-        if updated == 1 {
-            Ok(Completion { task_id: self.id })
+    /// Marks the task completed, fenced by the claim token and the lease, in the caller's
+    /// transaction. A [`crate::Worker`] does this itself when it records an attempt; this is
+    /// for code that holds a claim outside a worker. It locks the task row, so a concurrent
+    /// re-claim waits, and it fails with [`TaskError::ClaimLost`] when the claim is no
+    /// longer ours.
+    pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<(), TaskError> {
+        let completed = crate::claim::complete_claims(conn, &[(self.id, self.claim_token)]).await?;
+        if completed == [self.id] {
+            Ok(())
         } else {
             Err(TaskError::ClaimLost)
         }
-    }
-
-    /// Completes the task with no effects, for a task that finds its work already done
-    /// (a duplicate, or a late task whose subject has moved on).
-    pub async fn complete_alone(&self, pool: &crate::Pool) -> Result<Completion, TaskError> {
-        let mut conn = pool.get().await?;
-        self.complete(&mut conn).await
     }
 
     /// The payload decoded into the kind's payload type; a payload that does not decode

@@ -13,17 +13,49 @@ use tracing::Instrument;
 
 use crate::claim::{bury_expired, extend_lease, release};
 use crate::correlation::with_correlation_id;
+use crate::record::{record_alone, GroupRecorder, Performed};
 use crate::{
-    claim_batch, fail, ClaimedTask, Completion, DeadTask, FailureOutcome, KindConfig, Pool,
-    TaskError,
+    claim_batch, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Pool, TaskError,
 };
 
-/// The business step of one task kind.
+/// The business step of one task kind, in two parts: [`TaskHandler::perform`] talks to the
+/// outside world with no transaction open; [`TaskHandler::record`] writes what came of it
+/// in the transaction that completes the task. The worker owns that transaction and the
+/// fenced completion, so a handler can neither forget to complete its task nor commit
+/// after its claim was lost.
 pub trait TaskHandler: Send + Sync + 'static {
-    /// Runs one attempt. Talk to the outside world first, with no transaction open; then
-    /// write the effects and follow-up tasks in one transaction that begins with
-    /// [`ClaimedTask::complete`], and return its [`Completion`].
-    fn run(&self, task: ClaimedTask) -> impl Future<Output = Result<Completion, TaskError>> + Send;
+    /// What an attempt learnt outside the database (a gateway's answer, say).
+    type Outcome: Send + Sync + 'static;
+    /// What recording an outcome did, for [`TaskHandler::committed`].
+    type Recorded: Send + 'static;
+
+    /// Whether the attempts of this kind may be recorded together, many tasks in one
+    /// transaction (see the crate's guarantees). Turn it off when recording takes row
+    /// locks that tasks of the kind share (stock, say): locks taken in a different order
+    /// by two groups would deadlock, where one task per transaction can lock in order.
+    const GROUP_COMMIT: bool = true;
+
+    /// Reads what the attempt needs and talks to the outside world. No transaction is
+    /// open; an error fails the attempt (retried or dead, as the error says).
+    fn perform(
+        &self,
+        task: &ClaimedTask,
+    ) -> impl Future<Output = Result<Self::Outcome, TaskError>> + Send;
+
+    /// Writes the outcome's effects and follow-up tasks on `conn`, inside the transaction
+    /// that has just completed the task under its claim. That transaction may record other
+    /// tasks of the kind too: write only this task's effects. An error rolls it back (the
+    /// others are then recorded one per transaction) and fails this attempt.
+    fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &ClaimedTask,
+        outcome: &Self::Outcome,
+    ) -> impl Future<Output = Result<Self::Recorded, TaskError>> + Send;
+
+    /// Runs once the transaction that recorded the outcome has committed (metrics, say).
+    fn committed(&self, _task: &ClaimedTask, _outcome: &Self::Outcome, _recorded: &Self::Recorded) {
+    }
 
     /// Runs in the transaction that moves a task to `dead`, so that the failure is
     /// recorded where its owner will see it.
@@ -89,12 +121,16 @@ impl<H: TaskHandler> Worker<H> {
     }
 
     /// Runs until `shutdown` is cancelled, then stops claiming and waits up to the grace
-    /// period for in-flight tasks. A task still running after that is stopped (its
-    /// transaction never commits) and given back, claimable again at once.
+    /// period for in-flight tasks. A task still running after that is stopped and given
+    /// back, claimable again at once; one that had finished its outside work and waited to
+    /// be recorded is still recorded.
     pub async fn run(self, shutdown: CancellationToken) {
         let concurrency = self.options.concurrency.max(1);
         let mut running = JoinSet::new();
         let held = HeldClaims::default();
+        let recording = H::GROUP_COMMIT
+            .then(|| GroupRecorder::start(self.pool.clone(), Arc::clone(&self.handler)));
+        let recorder = recording.as_ref().map(|(recorder, _)| recorder.clone());
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(kind = self.kind.kind, concurrency, "worker started");
@@ -120,7 +156,7 @@ impl<H: TaskHandler> Worker<H> {
                         }
                         for task in tasks {
                             held.insert(&task);
-                            running.spawn(self.execute(task, held.clone()));
+                            running.spawn(self.execute(task, held.clone(), recorder.clone()));
                         }
                         // A full batch means more may be waiting: claim again as soon
                         // as a slot frees up, without waiting for a wake-up.
@@ -164,6 +200,20 @@ impl<H: TaskHandler> Worker<H> {
         if drained.is_err() {
             running.abort_all();
             while running.join_next().await.is_some() {}
+        }
+        // Attempts stopped while waiting to be recorded are still recorded: their outside
+        // work is done. The recorder ends once every attempt's handle on it is gone.
+        drop(recorder);
+        if let Some((recorder, mut recording)) = recording {
+            drop(recorder);
+            if tokio::time::timeout(self.options.shutdown_grace, &mut recording)
+                .await
+                .is_err()
+            {
+                recording.abort();
+            }
+        }
+        if drained.is_err() {
             self.give_back(held.take()).await;
         }
     }
@@ -200,6 +250,7 @@ impl<H: TaskHandler> Worker<H> {
         &self,
         task: ClaimedTask,
         held: HeldClaims,
+        recorder: Option<GroupRecorder<H>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
         let kind = self.kind.clone();
@@ -215,7 +266,7 @@ impl<H: TaskHandler> Worker<H> {
         let owner_span = span.in_scope(|| handler.span(&task));
         let attempt = async move {
             let started = std::time::Instant::now();
-            let outcome = run_attempt(handler.as_ref(), &pool, &kind, &task).await;
+            let outcome = run_attempt(handler.as_ref(), &pool, &kind, &task, recorder).await;
             let label = match outcome {
                 Ok(_) => {
                     tracing::debug!("task completed");
@@ -278,13 +329,25 @@ async fn run_attempt<H: TaskHandler>(
     pool: &Pool,
     kind: &KindConfig,
     task: &ClaimedTask,
-) -> Result<Completion, TaskError> {
-    let run = AssertUnwindSafe(with_correlation_id(
-        task.correlation_id.clone(),
-        handler.run(task.clone()),
-    ))
-    .catch_unwind()
-    .map(|result| result.unwrap_or_else(|panic| Err(TaskError::Retryable(panic_message(&*panic)))));
+    recorder: Option<GroupRecorder<H>>,
+) -> Result<H::Recorded, TaskError> {
+    let attempt = async {
+        let outcome = handler.perform(task).await?;
+        let performed = Performed {
+            task: task.clone(),
+            outcome,
+            span: tracing::Span::current(),
+        };
+        match recorder {
+            Some(recorder) => recorder.record(performed).await,
+            None => record_alone(pool, handler, &performed).await,
+        }
+    };
+    let run = AssertUnwindSafe(with_correlation_id(task.correlation_id.clone(), attempt))
+        .catch_unwind()
+        .map(|result| {
+            result.unwrap_or_else(|panic| Err(TaskError::Retryable(panic_message(&*panic))))
+        });
     tokio::select! {
         // A completion that raced the heartbeat's last beat still counts.
         biased;
@@ -295,6 +358,22 @@ async fn run_attempt<H: TaskHandler>(
         }
         () = keep_lease(pool, task, kind.lease) => Err(TaskError::ClaimLost),
     }
+}
+
+/// Runs one attempt of `task` outside a [`Worker`]: [`TaskHandler::perform`], then
+/// [`TaskHandler::record`] in its own transaction, fenced by the claim (tools and tests).
+pub async fn run_once<H: TaskHandler>(
+    handler: &H,
+    pool: &Pool,
+    task: &ClaimedTask,
+) -> Result<H::Recorded, TaskError> {
+    let outcome = handler.perform(task).await?;
+    let performed = Performed {
+        task: task.clone(),
+        outcome,
+        span: tracing::Span::current(),
+    };
+    record_alone(pool, handler, &performed).await
 }
 
 /// Extends the task's lease every third of a lease while the attempt runs. Returns only
@@ -342,7 +421,7 @@ impl HeldClaims {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -11,7 +11,7 @@ use orderflow::email::Mailer;
 use orderflow::schema::{orders, sent_emails};
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, TaskKind};
-use orderflow_queue::{claim_batch, enqueue, TaskError, TaskHandler};
+use orderflow_queue::{claim_batch, enqueue, run_once, TaskError};
 use orderflow_tests::smtp::header;
 use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestDb};
 
@@ -45,8 +45,9 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
             .parse()
             .unwrap_or_else(|e| panic!("{e}")),
     };
+    let pool = db.pool(2);
     let handler = SendNotification::new(
-        db.pool(2),
+        pool.clone(),
         Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}")),
         mail.from,
     );
@@ -58,7 +59,7 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .await
         .unwrap_or_default();
     assert_eq!(lost.len(), 1);
-    let outcome = handler.run(lost[0].clone()).await;
+    let outcome = run_once(&handler, &pool, &lost[0]).await;
     assert!(matches!(outcome, Err(TaskError::ClaimLost)), "{outcome:?}");
     let status: String = orders::table
         .find(order_id)
@@ -73,7 +74,7 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .await
         .unwrap_or_default();
     assert_eq!(retry.len(), 1);
-    assert!(handler.run(retry[0].clone()).await.is_ok());
+    assert!(run_once(&handler, &pool, &retry[0]).await.is_ok());
 
     let messages = wait_until("both sends to arrive", Duration::from_secs(10), || async {
         let messages = smtp.messages();

@@ -10,7 +10,7 @@ use orderflow::config::PaymentConfig;
 use orderflow::payment::SimulatedGateway;
 use orderflow::schema::payments;
 use orderflow::tasks::TaskKind;
-use orderflow_queue::{claim_batch, TaskError, TaskHandler};
+use orderflow_queue::{claim_batch, run_once, TaskError};
 use orderflow_tests::{spawn_app, TestDb};
 use payment_worker::ChargePayment;
 
@@ -25,7 +25,8 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
         latency: Duration::ZERO,
         transient_failure_rate: 0.0,
     }));
-    let handler = ChargePayment::new(db.pool(2), gateway.clone());
+    let pool = db.pool(2);
+    let handler = ChargePayment::new(pool.clone(), gateway.clone());
     let mut conn = db.connect().await;
     let kind = TaskKind::PaymentCharge.as_str();
 
@@ -34,7 +35,7 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
         .unwrap_or_default();
     assert_eq!(lost.len(), 1);
     assert!(matches!(
-        handler.run(lost[0].clone()).await,
+        run_once(&handler, &pool, &lost[0]).await,
         Err(TaskError::ClaimLost)
     ));
     assert_eq!(
@@ -46,7 +47,7 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
         .await
         .unwrap_or_default();
     assert_eq!(retry.len(), 1);
-    assert!(handler.run(retry[0].clone()).await.is_ok());
+    assert!(run_once(&handler, &pool, &retry[0]).await.is_ok());
 
     assert_eq!(gateway.distinct_charges(), 1, "two calls, one charge");
     let order = app.get_json(&format!("/orders/{order_id}")).await;

@@ -10,8 +10,8 @@ use diesel::sql_types::{BigInt, Int4, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use orderflow_queue::{
-    admin, claim_batch, enqueue, fail, ClaimedTask, Completion, DeadTask, FailureOutcome,
-    KindConfig, Listener, NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
+    admin, claim_batch, enqueue, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Listener,
+    NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
 };
 use orderflow_tests::{wait_until, TestDb};
 use serde_json::json;
@@ -59,9 +59,9 @@ async fn enqueue_one(conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
 async fn complete_with_marker(
     conn: &mut AsyncPgConnection,
     task: &ClaimedTask,
-) -> Result<Completion, TaskError> {
+) -> Result<(), TaskError> {
     conn.transaction(async |conn| {
-        let completion = task.complete(conn).await?;
+        task.complete(conn).await?;
         diesel::sql_query("CREATE TABLE IF NOT EXISTS effects (task_id bigint)")
             .execute(conn)
             .await?;
@@ -69,7 +69,7 @@ async fn complete_with_marker(
             .bind::<BigInt, _>(task.id)
             .execute(conn)
             .await?;
-        Ok(completion)
+        Ok(())
     })
     .await
 }
@@ -288,13 +288,25 @@ impl RunningWorker {
 }
 
 impl TaskHandler for AlwaysFails {
-    async fn run(&self, _task: ClaimedTask) -> Result<Completion, TaskError> {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if self.permanent {
             Err(TaskError::permanent("card declined"))
         } else {
             Err(TaskError::retryable("connection refused"))
         }
+    }
+
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        Ok(())
     }
 
     async fn on_dead(
@@ -446,16 +458,24 @@ async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
     assert_eq!(task_row(&mut conn, id).await.state, "waiting");
 }
 
-/// Completes every task it gets.
-struct Completes {
-    pool: orderflow_queue::Pool,
-}
+/// Completes every task it gets, with no effects.
+struct Completes;
 
 impl TaskHandler for Completes {
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
-        let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| task.complete(conn).await)
-            .await
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        Ok(())
     }
 }
 
@@ -474,7 +494,7 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let worker = Worker::new(
         pool.clone(),
         config.clone(),
-        Arc::new(Completes { pool: pool.clone() }),
+        Arc::new(Completes),
         options,
         listener.wakeup(config.kind),
     );
@@ -532,34 +552,27 @@ impl Drop for DropCounter<'_> {
 }
 
 impl TaskHandler for Gate {
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         let attempt = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let mut guard = DropCounter(&self.dropped, false);
         if attempt <= self.hold_first {
             self.open.notified().await;
         }
         guard.1 = true;
-        let mut conn = task_pool_connection(&task).await?;
-        task.complete(&mut conn).await
+        Ok(())
     }
-}
 
-/// The test database of a task's worker, reached again from inside a handler.
-async fn task_pool_connection(task: &ClaimedTask) -> Result<AsyncPgConnection, TaskError> {
-    let url = task.payload["database_url"].as_str().unwrap_or_default();
-    AsyncPgConnection::establish(url)
-        .await
-        .map_err(TaskError::retryable)
-}
-
-async fn enqueue_for_gate(db: &TestDb, conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
-    enqueue(
-        conn,
-        &NewTask::new(config, json!({ "database_url": db.url })),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("enqueue: {e}"))
-    .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"))
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
 }
 
 fn gated_kind(name: &'static str, lease: Duration, timeout: Duration) -> KindConfig {
@@ -585,7 +598,7 @@ async fn a_long_task_keeps_its_claim_past_its_lease_through_heartbeats() {
         Duration::from_millis(1500),
         Duration::from_secs(60),
     );
-    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    let id = enqueue_one(&mut conn, &config).await;
     let handler = Arc::new(Gate {
         hold_first: 1,
         ..Gate::default()
@@ -646,7 +659,7 @@ async fn a_hung_attempt_times_out_and_the_task_is_retried() {
         Duration::from_secs(30),
         Duration::from_millis(200),
     );
-    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    let id = enqueue_one(&mut conn, &config).await;
     // The first attempt never returns; the second completes.
     let handler = Arc::new(Gate {
         hold_first: 1,
@@ -670,7 +683,7 @@ async fn an_attempt_whose_claim_was_taken_stops_at_the_next_heartbeat() {
         Duration::from_millis(300),
         Duration::from_secs(60),
     );
-    let id = enqueue_for_gate(&db, &mut conn, &config).await;
+    let id = enqueue_one(&mut conn, &config).await;
     let handler = Arc::new(Gate {
         hold_first: usize::MAX,
         ..Gate::default()
@@ -711,7 +724,7 @@ async fn at_shutdown_tasks_still_running_after_the_grace_period_are_given_back()
     );
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(enqueue_for_gate(&db, &mut conn, &config).await);
+        ids.push(enqueue_one(&mut conn, &config).await);
     }
     let handler = Arc::new(Gate {
         hold_first: usize::MAX,
@@ -822,18 +835,26 @@ struct Count {
 /// Panics on its first attempt, completes on the next.
 struct PanicsOnce {
     runs: AtomicUsize,
-    db_url: String,
 }
 
 impl TaskHandler for PanicsOnce {
-    async fn run(&self, task: ClaimedTask) -> Result<Completion, TaskError> {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("boom");
         }
-        let mut conn = AsyncPgConnection::establish(&self.db_url)
-            .await
-            .map_err(TaskError::retryable)?;
-        task.complete(&mut conn).await
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        Ok(())
     }
 }
 
@@ -850,7 +871,6 @@ async fn a_handler_panic_is_a_failed_attempt_retried_at_once_not_after_the_lease
     let id = enqueue_one(&mut conn, &config).await;
     let handler = Arc::new(PanicsOnce {
         runs: AtomicUsize::new(0),
-        db_url: db.url.clone(),
     });
     let worker = start_worker(&db, config, &handler);
     let row = wait_for_state(&mut conn, id, "completed").await;
@@ -861,4 +881,171 @@ async fn a_handler_panic_is_a_failed_attempt_retried_at_once_not_after_the_lease
         "{first_error}"
     );
     worker.stop().await;
+}
+
+/// Makes the recorder's groups observable. The first recording waits until every expected
+/// attempt has performed, so that the others queue up meanwhile and are recorded together;
+/// each committed task reports its transaction id. A task whose payload says `"panic"`
+/// performs only once a recording has started (so it is not in the first group) and
+/// panics whenever its first attempt is recorded: in its group, then alone.
+struct GroupProbe {
+    expected: usize,
+    performed: AtomicUsize,
+    recording: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+    committed: std::sync::Mutex<Vec<(i64, i64)>>,
+}
+
+impl GroupProbe {
+    fn new(expected: usize) -> Self {
+        Self {
+            expected,
+            performed: AtomicUsize::new(0),
+            recording: Default::default(),
+            changed: tokio::sync::Notify::new(),
+            committed: Default::default(),
+        }
+    }
+
+    async fn wait_for(&self, condition: impl Fn(&Self) -> bool) {
+        loop {
+            // Registered before the check, so that a change in between is not missed.
+            let changed = self.changed.notified();
+            if condition(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// (task id, transaction id) of every committed recording.
+    fn committed(&self) -> Vec<(i64, i64)> {
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl TaskHandler for GroupProbe {
+    type Outcome = ();
+    type Recorded = i64;
+
+    async fn perform(&self, task: &ClaimedTask) -> Result<(), TaskError> {
+        if task.payload["panic"] == true {
+            self.wait_for(|probe: &Self| {
+                std::sync::atomic::AtomicBool::load(&probe.recording, Ordering::SeqCst)
+            })
+            .await;
+        }
+        self.performed.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<i64, TaskError> {
+        self.recording.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+        self.wait_for(|probe: &Self| {
+            AtomicUsize::load(&probe.performed, Ordering::SeqCst) >= probe.expected
+        })
+        .await;
+        if task.payload["panic"] == true && task.attempt == 1 {
+            panic!("boom in record");
+        }
+        #[derive(QueryableByName)]
+        struct Txid {
+            #[diesel(sql_type = BigInt)]
+            txid: i64,
+        }
+        let row: Txid = diesel::sql_query("SELECT txid_current() AS txid")
+            .get_result(conn)
+            .await?;
+        Ok(row.txid)
+    }
+
+    fn committed(&self, task: &ClaimedTask, _outcome: &(), txid: &i64) {
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((task.id, *txid));
+    }
+}
+
+fn largest_group(committed: &[(i64, i64)]) -> usize {
+    let mut sizes = std::collections::HashMap::new();
+    for (_, txid) in committed {
+        *sizes.entry(*txid).or_insert(0) += 1;
+    }
+    sizes.into_values().max().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_finishing_together_are_recorded_in_one_transaction() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.group", 3);
+    let mut ids = Vec::new();
+    for _ in 0..options().concurrency {
+        ids.push(enqueue_one(&mut conn, &config).await);
+    }
+    let handler = Arc::new(GroupProbe::new(ids.len()));
+    let worker = start_worker(&db, config, &handler);
+    for id in &ids {
+        let row = wait_for_state(&mut conn, *id, "completed").await;
+        assert_eq!(row.attempts, 1);
+    }
+    worker.stop().await;
+
+    let committed = handler.committed();
+    let mut tasks: Vec<i64> = committed.iter().map(|(task, _)| *task).collect();
+    tasks.sort_unstable();
+    assert_eq!(tasks, ids, "each task recorded exactly once");
+    assert!(
+        largest_group(&committed) >= 2,
+        "no two tasks shared a transaction: {committed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_fails_its_recording_does_not_fail_the_rest_of_its_group() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    // A lease far longer than the test's deadline: only the recorded failure can bring the
+    // panicking task back in time.
+    let config = KindConfig {
+        lease: Duration::from_secs(3600),
+        ..kind("test.group_panic", 3)
+    };
+    let mut ids = Vec::new();
+    for _ in 1..options().concurrency {
+        ids.push(enqueue_one(&mut conn, &config).await);
+    }
+    let bad = enqueue(&mut conn, &NewTask::new(&config, json!({ "panic": true })))
+        .await
+        .unwrap_or_else(|e| panic!("enqueue: {e}"))
+        .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"));
+    let handler = Arc::new(GroupProbe::new(ids.len() + 1));
+    let worker = start_worker(&db, config, &handler);
+
+    let row = wait_for_state(&mut conn, bad, "completed").await;
+    assert_eq!(row.attempts, 2);
+    let error = row.errors[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("handler panicked: boom in record"),
+        "{error}"
+    );
+    for id in &ids {
+        let row = wait_for_state(&mut conn, *id, "completed").await;
+        assert_eq!(row.attempts, 1, "task {id} was failed with the bad one");
+        assert!(row.last_error.is_none(), "{:?}", row.last_error);
+    }
+    worker.stop().await;
+    let committed = handler.committed();
+    assert_eq!(committed.len(), ids.len() + 1, "{committed:?}");
 }

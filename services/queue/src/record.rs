@@ -1,0 +1,196 @@
+//! Recording finished attempts: the task's completion, its effects and its follow-up tasks
+//! in one transaction, fenced by the claim.
+//!
+//! Attempts of a kind that allows it are recorded in groups: one transaction completes
+//! every task of the group with one fenced `UPDATE` and then writes each task's effects.
+//! While one group commits, the attempts finishing meanwhile queue up for the next, so a
+//! busy kind pays one commit for many tasks and an idle one waits for nobody. A group
+//! whose transaction fails is recorded again one task per transaction, so that one bad
+//! task cannot hold back the others.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::claim::complete_claims;
+use crate::correlation::with_correlation_id;
+use crate::worker::panic_message;
+use crate::{ClaimedTask, Pool, TaskError, TaskHandler};
+
+/// The most tasks one transaction records.
+const MAX_GROUP: usize = 64;
+
+/// An attempt whose outside-world part is done, waiting to be recorded.
+pub(crate) struct Performed<H: TaskHandler> {
+    pub task: ClaimedTask,
+    pub outcome: H::Outcome,
+    /// The attempt's span, so that what `record` logs is attributed to its task.
+    pub span: tracing::Span,
+}
+
+type Reply<H> = oneshot::Sender<Result<<H as TaskHandler>::Recorded, TaskError>>;
+
+/// The queue of one kind's group recorder. Cloned into every attempt; the recorder stops
+/// once every clone is gone and the queue is empty.
+pub(crate) struct GroupRecorder<H: TaskHandler> {
+    queue: mpsc::UnboundedSender<(Performed<H>, Reply<H>)>,
+}
+
+impl<H: TaskHandler> Clone for GroupRecorder<H> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<H: TaskHandler> GroupRecorder<H> {
+    /// Starts the recorder task of one kind.
+    pub fn start(pool: Pool, handler: Arc<H>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, mut pending) = mpsc::unbounded_channel::<(Performed<H>, Reply<H>)>();
+        let running = tokio::spawn(async move {
+            while let Some(first) = pending.recv().await {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match pending.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                record_group(&pool, handler.as_ref(), group).await;
+            }
+        });
+        (Self { queue }, running)
+    }
+
+    /// Queues the attempt for the next group and waits until it is recorded.
+    pub async fn record(&self, performed: Performed<H>) -> Result<H::Recorded, TaskError> {
+        let (reply, recorded) = oneshot::channel();
+        self.queue
+            .send((performed, reply))
+            .map_err(|_| TaskError::retryable("the recorder has stopped"))?;
+        recorded
+            .await
+            .unwrap_or_else(|_| Err(TaskError::retryable("the recorder has stopped")))
+    }
+}
+
+/// Records a group; each attempt gets its own result.
+async fn record_group<H: TaskHandler>(
+    pool: &Pool,
+    handler: &H,
+    group: Vec<(Performed<H>, Reply<H>)>,
+) {
+    let (performed, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    match record_together(pool, handler, &performed).await {
+        Ok(results) => {
+            for ((attempt, reply), result) in performed.iter().zip(replies).zip(results) {
+                finish(handler, attempt, reply, result);
+            }
+        }
+        Err(error) if performed.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, tasks = performed.len(), "recording a group failed; recording its tasks one by one");
+            for (attempt, reply) in performed.iter().zip(replies) {
+                let result = record_in_own_transaction(pool, handler, attempt).await;
+                finish(handler, attempt, reply, result);
+            }
+        }
+    }
+}
+
+fn finish<H: TaskHandler>(
+    handler: &H,
+    attempt: &Performed<H>,
+    reply: Reply<H>,
+    result: Result<H::Recorded, TaskError>,
+) {
+    if let Ok(recorded) = &result {
+        attempt
+            .span
+            .in_scope(|| handler.committed(&attempt.task, &attempt.outcome, recorded));
+    }
+    // The attempt may have been stopped meanwhile (shutdown); what was recorded stays.
+    let _ = reply.send(result);
+}
+
+/// Records one attempt in its own transaction, then runs the handler's `committed` hook.
+pub(crate) async fn record_alone<H: TaskHandler>(
+    pool: &Pool,
+    handler: &H,
+    attempt: &Performed<H>,
+) -> Result<H::Recorded, TaskError> {
+    let recorded = record_in_own_transaction(pool, handler, attempt).await?;
+    attempt
+        .span
+        .in_scope(|| handler.committed(&attempt.task, &attempt.outcome, &recorded));
+    Ok(recorded)
+}
+
+async fn record_in_own_transaction<H: TaskHandler>(
+    pool: &Pool,
+    handler: &H,
+    attempt: &Performed<H>,
+) -> Result<H::Recorded, TaskError> {
+    record_together(pool, handler, std::slice::from_ref(attempt))
+        .await?
+        .pop()
+        .unwrap_or(Err(TaskError::ClaimLost))
+}
+
+/// One transaction: completes the attempts' tasks whose claims are still live, then writes
+/// the effects of each. A task whose claim was lost gets [`TaskError::ClaimLost`] and none
+/// of its effects; an error in any task's effects rolls the whole transaction back.
+async fn record_together<H: TaskHandler>(
+    pool: &Pool,
+    handler: &H,
+    attempts: &[Performed<H>],
+) -> Result<Vec<Result<H::Recorded, TaskError>>, TaskError> {
+    let claims: Vec<(i64, uuid::Uuid)> = attempts
+        .iter()
+        .map(|attempt| (attempt.task.id, attempt.task.claim_token))
+        .collect();
+    let mut conn = pool.get().await?;
+    conn.transaction(async |conn| {
+        let completed: HashSet<i64> = complete_claims(conn, &claims).await?.into_iter().collect();
+        let mut results = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            if completed.contains(&attempt.task.id) {
+                results.push(Ok(record_one(conn, handler, attempt).await?));
+            } else {
+                results.push(Err(TaskError::ClaimLost));
+            }
+        }
+        Ok(results)
+    })
+    .await
+}
+
+/// The handler's `record`, under the task's correlation id and span; a panic is an error.
+async fn record_one<H: TaskHandler>(
+    conn: &mut AsyncPgConnection,
+    handler: &H,
+    attempt: &Performed<H>,
+) -> Result<H::Recorded, TaskError> {
+    let record = async {
+        match AssertUnwindSafe(handler.record(conn, &attempt.task, &attempt.outcome))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => Err(TaskError::Retryable(panic_message(&*panic))),
+        }
+    };
+    with_correlation_id(attempt.task.correlation_id.clone(), record)
+        .instrument(attempt.span.clone())
+        .await
+}
