@@ -19,14 +19,20 @@ impl TaskHandler for ReserveInventory {
     type Outcome = Uuid;
     type Recorded = lifecycle::Reservation;
 
-    /// One order per transaction: a reservation locks its products in id order, which
-    /// keeps two reservations from deadlocking; a group of orders would lock the products
-    /// of several orders out of order.
-    const GROUP_COMMIT: bool = false;
-
     async fn perform(&self, task: &ClaimedTask) -> Result<Uuid, TaskError> {
         let OrderTask { order_id } = task.payload()?;
         Ok(order_id)
+    }
+
+    /// Orders are reserved in groups: every product of the group's orders is locked first,
+    /// in id order, so that two groups never wait for each other's locks in a cycle.
+    async fn lock_shared(
+        &self,
+        conn: &mut AsyncPgConnection,
+        order_ids: &[&Uuid],
+    ) -> Result<(), TaskError> {
+        let order_ids: Vec<Uuid> = order_ids.iter().map(|id| **id).collect();
+        Ok(lifecycle::lock_products_of(conn, &order_ids).await?)
     }
 
     #[tracing::instrument(name = "reserve_inventory", skip_all)]

@@ -291,6 +291,23 @@ struct LockedLine {
     quantity: i32,
 }
 
+/// Locks the products of these orders, in id order (see [`reserve_stock`]). Reserving
+/// several orders in one transaction takes these locks first, so that two such
+/// transactions lock in the same order and cannot deadlock.
+pub async fn lock_products_of(conn: &mut AsyncPgConnection, order_ids: &[Uuid]) -> QueryResult<()> {
+    let ordered = order_items::table
+        .filter(order_items::order_id.eq_any(order_ids))
+        .select(order_items::product_id);
+    products::table
+        .filter(products::id.eq_any(ordered))
+        .order(products::id)
+        .select(products::id)
+        .for_no_key_update()
+        .load::<Uuid>(conn)
+        .await
+        .map(drop)
+}
+
 /// Reserves all lines of a paid order or none. Product rows are locked in id order, so
 /// two reservations that share products never deadlock, and stock is checked under the
 /// lock, so they never oversell. `FOR NO KEY UPDATE` (not `FOR UPDATE`) leaves the

@@ -19,7 +19,9 @@
 //!   of them, then each task's effects. A busy kind pays one commit for many tasks; an
 //!   idle one waits for nobody. If the group's transaction fails, its tasks are recorded
 //!   again one per transaction, so one bad task fails alone. A kind whose effects lock
-//!   shared rows turns this off ([`TaskHandler::GROUP_COMMIT`]).
+//!   rows its tasks share takes those locks for the whole group first, in one order
+//!   ([`TaskHandler::lock_shared`]), so that groups cannot deadlock; a kind can also opt
+//!   out ([`TaskHandler::GROUP_COMMIT`]).
 //! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
 //!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
 //!   worker's task is free again one lease after its last beat. Each kind bounds one

@@ -147,8 +147,8 @@ async fn record_in_own_transaction<H: TaskHandler>(
         .unwrap_or(Err(TaskError::ClaimLost))
 }
 
-/// One transaction: completes the attempts' tasks whose claims are still live, then writes
-/// the effects of each. A task whose claim was lost gets [`TaskError::ClaimLost`] and none
+/// One transaction: completes the attempts' tasks whose claims are still live, lets the
+/// handler lock what they share, then writes the effects of each. A task whose claim was lost gets [`TaskError::ClaimLost`] and none
 /// of its effects; an error in any task's effects rolls the whole transaction back.
 async fn record_together<H: TaskHandler>(
     pool: &Pool,
@@ -162,6 +162,14 @@ async fn record_together<H: TaskHandler>(
     let mut conn = pool.get().await?;
     conn.transaction(async |conn| {
         let completed: HashSet<i64> = complete_claims(conn, &claims).await?.into_iter().collect();
+        let outcomes: Vec<&H::Outcome> = attempts
+            .iter()
+            .filter(|attempt| completed.contains(&attempt.task.id))
+            .map(|attempt| &attempt.outcome)
+            .collect();
+        if !outcomes.is_empty() {
+            handler.lock_shared(conn, &outcomes).await?;
+        }
         let mut results = Vec::with_capacity(attempts.len());
         for attempt in attempts {
             if completed.contains(&attempt.task.id) {

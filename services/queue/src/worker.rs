@@ -30,9 +30,8 @@ pub trait TaskHandler: Send + Sync + 'static {
     type Recorded: Send + 'static;
 
     /// Whether the attempts of this kind may be recorded together, many tasks in one
-    /// transaction (see the crate's guarantees). Turn it off when recording takes row
-    /// locks that tasks of the kind share (stock, say): locks taken in a different order
-    /// by two groups would deadlock, where one task per transaction can lock in order.
+    /// transaction (see the crate's guarantees). Turn it off for a kind whose recording
+    /// must not wait for other tasks' (a slow `record`, say).
     const GROUP_COMMIT: bool = true;
 
     /// Reads what the attempt needs and talks to the outside world. No transaction is
@@ -52,6 +51,18 @@ pub trait TaskHandler: Send + Sync + 'static {
         task: &ClaimedTask,
         outcome: &Self::Outcome,
     ) -> impl Future<Output = Result<Self::Recorded, TaskError>> + Send;
+
+    /// Runs first in a recording transaction, after the completions and before any
+    /// `record`, with the outcomes of every task it records. A kind whose records lock rows
+    /// that its tasks share (stock, say) locks them here, all at once and in one order:
+    /// two groups that each locked as they went could deadlock.
+    fn lock_shared(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _outcomes: &[&Self::Outcome],
+    ) -> impl Future<Output = Result<(), TaskError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Runs once the transaction that recorded the outcome has committed (metrics, say).
     fn committed(&self, _task: &ClaimedTask, _outcome: &Self::Outcome, _recorded: &Self::Recorded) {
