@@ -76,10 +76,23 @@ fn default_message(
     }
 }
 
-/// Rejects strings that are empty once trimmed.
+/// Rejects strings that are empty once trimmed, or that PostgreSQL cannot store
+/// ([`storable`]).
 pub fn not_blank(value: &str) -> Result<(), validator::ValidationError> {
+    storable(value)?;
     if value.trim().is_empty() {
         Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Rejects strings with a NUL character: valid JSON (`\u0000`), but PostgreSQL's text and
+/// jsonb cannot hold it, so it must be refused here rather than fail the insert (a 500).
+pub fn storable(value: &str) -> Result<(), validator::ValidationError> {
+    if value.contains('\0') {
+        Err(validator::ValidationError::new("nul_character")
+            .with_message("must not contain NUL characters".into()))
     } else {
         Ok(())
     }

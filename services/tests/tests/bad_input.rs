@@ -160,6 +160,21 @@ async fn bad_orders_are_refused_and_write_nothing() {
             422,
             "validation_failed",
         ),
+        // Valid JSON that PostgreSQL cannot store (found by schemathesis as a 500).
+        (
+            "NUL in the name",
+            with("/customer/name", json!("Ada\u{0}Lovelace")),
+            422,
+            "validation_failed",
+        ),
+        (
+            "NUL in an optional address line",
+            with_address(json!({
+                "line1": "1 Rue", "line2": "\u{0}", "city": "Paris", "postal_code": "75001", "country": "FR"
+            })),
+            422,
+            "validation_failed",
+        ),
         (
             "unknown payment token",
             with("/payment/token", json!("tok_bogus")),
@@ -349,6 +364,11 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     expect_error(bad_currency, 422, "validation_failed", "bad currency").await;
+    let nul_name =
+        admin_post(json!({ "sku": "NUL", "name": "Mug\u{0}", "price_cents": 1, "stock": 1 }))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    expect_error(nul_name, 422, "validation_failed", "NUL in a product name").await;
     let negative_stock = app
         .client
         .patch(app.url(&format!("/products/{mug}")))

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ErrorResponse, OrderPage};
 use crate::routes::parse_id;
 use crate::state::AppState;
-use crate::validation::{not_blank, validate};
+use crate::validation::{not_blank, storable, validate};
 #[allow(unused_imports)]
 use orderflow::views::Order;
 
@@ -42,7 +42,7 @@ pub struct PlaceOrderRequest {
 
 #[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct CustomerRequest {
-    #[validate(email, length(max = 254))]
+    #[validate(email, length(max = 254), custom(function = "storable"))]
     #[schema(format = Email, max_length = 254)]
     email: String,
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
@@ -63,7 +63,7 @@ struct ItemRequest {
 #[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct PaymentRequest {
     /// `tok_visa` (approved) or `tok_chargeDeclined` (declined).
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "storable"))]
     #[schema(example = "tok_visa")]
     token: String,
 }
@@ -72,13 +72,13 @@ struct PaymentRequest {
 struct AddressRequest {
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
     line1: String,
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "storable"))]
     line2: Option<String>,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
     city: String,
     #[validate(length(min = 1, max = 20), custom(function = "not_blank"))]
     postal_code: String,
-    #[validate(length(equal = 2))]
+    #[validate(length(equal = 2), custom(function = "not_blank"))]
     country: String,
 }
 
