@@ -115,9 +115,7 @@ fn finish<H: TaskHandler>(
     result: Result<H::Recorded, TaskError>,
 ) {
     if let Ok(recorded) = &result {
-        attempt
-            .span
-            .in_scope(|| handler.committed(&attempt.task, &attempt.outcome, recorded));
+        after_commit(handler, attempt, recorded);
     }
     // The attempt may have been stopped meanwhile (shutdown); what was recorded stays.
     let _ = reply.send(result);
@@ -130,10 +128,23 @@ pub(crate) async fn record_alone<H: TaskHandler>(
     attempt: &Performed<H>,
 ) -> Result<H::Recorded, TaskError> {
     let recorded = record_in_own_transaction(pool, handler, attempt).await?;
-    attempt
-        .span
-        .in_scope(|| handler.committed(&attempt.task, &attempt.outcome, &recorded));
+    after_commit(handler, attempt, &recorded);
     Ok(recorded)
+}
+
+/// The handler's `committed` hook. The task is recorded whatever the hook does: a panic in
+/// it is logged, and must not take the group recorder down with it.
+fn after_commit<H: TaskHandler>(handler: &H, attempt: &Performed<H>, recorded: &H::Recorded) {
+    let hook = || handler.committed(&attempt.task, &attempt.outcome, recorded);
+    let outcome = attempt
+        .span
+        .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(hook)));
+    if let Err(panic) = outcome {
+        let message = panic_message(&*panic);
+        attempt.span.in_scope(
+            || tracing::error!(%message, "the committed hook panicked; the task stays recorded"),
+        );
+    }
 }
 
 async fn record_in_own_transaction<H: TaskHandler>(

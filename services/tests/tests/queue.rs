@@ -1049,3 +1049,51 @@ async fn a_task_that_fails_its_recording_does_not_fail_the_rest_of_its_group() {
     let committed = handler.committed();
     assert_eq!(committed.len(), ids.len() + 1, "{committed:?}");
 }
+
+/// Completes its tasks; its `committed` hook panics the first time it runs.
+#[derive(Default)]
+struct HookPanicsOnce {
+    hooks: AtomicUsize,
+}
+
+impl TaskHandler for HookPanicsOnce {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn committed(&self, _task: &ClaimedTask, _outcome: &(), _recorded: &()) {
+        if self.hooks.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("hook boom");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_the_committed_hook_neither_undoes_the_task_nor_stops_the_recorder() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.hook_panics", 3);
+    let handler = Arc::new(HookPanicsOnce::default());
+    let worker = start_worker(&db, config.clone(), &handler);
+    // One after the other: the second is recorded only if the recorder outlived the panic.
+    for _ in 0..2 {
+        let id = enqueue_one(&mut conn, &config).await;
+        let row = wait_for_state(&mut conn, id, "completed").await;
+        assert_eq!(row.attempts, 1);
+        assert!(row.last_error.is_none(), "{:?}", row.last_error);
+    }
+    assert_eq!(AtomicUsize::load(&handler.hooks, Ordering::SeqCst), 2);
+    worker.stop().await;
+}
