@@ -2,9 +2,10 @@
 
 use diesel_async::AsyncPgConnection;
 use orderflow::lifecycle;
+use orderflow::lifecycle::ToReserve;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve];
@@ -24,25 +25,38 @@ impl TaskHandler for ReserveInventory {
         Ok(order_id)
     }
 
-    /// Orders are reserved in groups: every product of the group's orders is locked first,
-    /// in id order, so that two groups never wait for each other's locks in a cycle.
-    async fn lock_shared(
-        &self,
-        conn: &mut AsyncPgConnection,
-        order_ids: &[&Uuid],
-    ) -> Result<(), TaskError> {
-        let order_ids: Vec<Uuid> = order_ids.iter().map(|id| **id).collect();
-        Ok(lifecycle::lock_products_of(conn, &order_ids).await?)
-    }
-
-    #[tracing::instrument(name = "reserve_inventory", skip_all)]
     async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
+        task: &ClaimedTask,
         order_id: &Uuid,
     ) -> Result<lifecycle::Reservation, TaskError> {
-        Ok(lifecycle::reserve_stock(conn, *order_id).await?)
+        let order = ToReserve {
+            order_id: *order_id,
+            correlation_id: task.correlation_id.as_deref(),
+        };
+        let mut reserved = lifecycle::reserve_orders(conn, &[order]).await?;
+        reserved
+            .pop()
+            .ok_or_else(|| TaskError::permanent("no reservation result"))
+    }
+
+    /// A group's orders are reserved together, set-wise: their products are locked first,
+    /// in id order, so that two groups never wait for each other's locks in a cycle.
+    #[tracing::instrument(name = "reserve_inventory", skip_all, fields(orders = group.len()))]
+    async fn record_group(
+        &self,
+        conn: &mut AsyncPgConnection,
+        group: &[Recording<'_, Uuid>],
+    ) -> Result<Vec<lifecycle::Reservation>, TaskError> {
+        let orders: Vec<ToReserve<'_>> = group
+            .iter()
+            .map(|attempt| ToReserve {
+                order_id: *attempt.outcome,
+                correlation_id: attempt.task.correlation_id.as_deref(),
+            })
+            .collect();
+        Ok(lifecycle::reserve_orders(conn, &orders).await?)
     }
 
     fn committed(

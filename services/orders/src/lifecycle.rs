@@ -6,7 +6,7 @@
 //! place_order        -> pending,  task payment.charge
 //! record_charge      -> paid,     task inventory.reserve
 //!                    -> cancelled (payment_declined), task notification.send(order_cancelled)
-//! reserve_stock      -> reserved, task notification.send(order_confirmed)
+//! reserve_orders     -> reserved, task notification.send(order_confirmed)
 //!                    -> cancelled (out_of_stock), task payment.refund
 //! record_refund      -> payment refunded, task notification.send(order_cancelled)
 //! record_email_sent  -> fulfilled (order_confirmed) | notified (order_cancelled)
@@ -20,6 +20,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orderflow_queue::{enqueue, NewTask};
 use serde_json::json;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::email::OrderMail;
@@ -281,106 +282,219 @@ pub enum Reservation {
     NotApplicable,
 }
 
-#[derive(QueryableByName)]
-struct LockedLine {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    product_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Int4)]
-    stock: i32,
-    #[diesel(sql_type = diesel::sql_types::Int4)]
-    quantity: i32,
+/// An order whose stock a worker reserves, with the correlation id its follow-up task
+/// carries.
+#[derive(Debug, Clone, Copy)]
+pub struct ToReserve<'a> {
+    pub order_id: Uuid,
+    pub correlation_id: Option<&'a str>,
 }
 
-/// Locks the products of these orders, in id order (see [`reserve_stock`]). Reserving
-/// several orders in one transaction takes these locks first, so that two such
-/// transactions lock in the same order and cannot deadlock.
-pub async fn lock_products_of(conn: &mut AsyncPgConnection, order_ids: &[Uuid]) -> QueryResult<()> {
-    let ordered = order_items::table
-        .filter(order_items::order_id.eq_any(order_ids))
-        .select(order_items::product_id);
-    products::table
-        .filter(products::id.eq_any(ordered))
-        .order(products::id)
-        .select(products::id)
-        .for_no_key_update()
-        .load::<Uuid>(conn)
-        .await
-        .map(drop)
-}
-
-/// Reserves all lines of a paid order or none. Product rows are locked in id order, so
-/// two reservations that share products never deadlock, and stock is checked under the
-/// lock, so they never oversell. `FOR NO KEY UPDATE` (not `FOR UPDATE`) leaves the
-/// foreign-key checks of concurrent order inserts unblocked.
-pub async fn reserve_stock(
+/// Reserves the stock of several orders in one transaction: for each paid order, all of its
+/// lines or none, decided in the given order against the stock left by the orders before
+/// it. A few statements serve the whole group, whatever its size:
+///
+/// 1. lock the products of every order, in id order, so that two reserving transactions
+///    never deadlock; `FOR NO KEY UPDATE` (not `FOR UPDATE`) leaves the foreign-key checks
+///    of concurrent order inserts unblocked;
+/// 2. lock the orders, in id order, and read their status: an order cancelled meanwhile is
+///    left alone, and a cancellation waits until this transaction ends;
+/// 3. read the lines, decide in memory, then write the stock, the transitions, the timeline
+///    events and the follow-up tasks set-wise.
+///
+/// Stock is checked under the lock, so reservations never oversell.
+pub async fn reserve_orders(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-) -> QueryResult<Reservation> {
-    let status = lock_order_status(conn, order_id).await?;
-    if status.as_deref() != Some(OrderStatus::Paid.as_str()) {
-        return Ok(Reservation::NotApplicable);
+    orders_to_reserve: &[ToReserve<'_>],
+) -> QueryResult<Vec<Reservation>> {
+    let order_ids: Vec<Uuid> = orders_to_reserve.iter().map(|o| o.order_id).collect();
+    let mut stock: HashMap<Uuid, i32> = products::table
+        .filter(
+            products::id.eq_any(
+                order_items::table
+                    .filter(order_items::order_id.eq_any(&order_ids))
+                    .select(order_items::product_id),
+            ),
+        )
+        .order(products::id)
+        .select((products::id, products::stock))
+        .for_no_key_update()
+        .load::<(Uuid, i32)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut statuses: HashMap<Uuid, String> = orders::table
+        .filter(orders::id.eq_any(&order_ids))
+        .order(orders::id)
+        .select((orders::id, orders::status))
+        .for_no_key_update()
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut lines: HashMap<Uuid, Vec<(Uuid, i32)>> = HashMap::new();
+    for (order_id, product_id, quantity) in order_items::table
+        .filter(order_items::order_id.eq_any(&order_ids))
+        .select((
+            order_items::order_id,
+            order_items::product_id,
+            order_items::quantity,
+        ))
+        .load::<(Uuid, Uuid, i32)>(conn)
+        .await?
+    {
+        lines
+            .entry(order_id)
+            .or_default()
+            .push((product_id, quantity));
     }
 
-    let lines: Vec<LockedLine> = diesel::sql_query(
-        "SELECT p.id AS product_id, p.stock, i.quantity \
-         FROM order_items i JOIN products p ON p.id = i.product_id \
-         WHERE i.order_id = $1 \
-         ORDER BY p.id \
-         FOR NO KEY UPDATE OF p",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(order_id)
-    .load(conn)
-    .await?;
-    let short_product_ids: Vec<Uuid> = lines
-        .iter()
-        .filter(|line| line.stock < line.quantity)
-        .map(|line| line.product_id)
-        .collect();
-
-    if short_product_ids.is_empty() {
-        for line in &lines {
-            diesel::update(products::table.find(line.product_id))
-                .set((
-                    products::stock.eq(products::stock - line.quantity),
-                    products::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
+    let mut writes = ReservationWrites::default();
+    let mut reservations = Vec::with_capacity(orders_to_reserve.len());
+    for order in orders_to_reserve {
+        let status = statuses.get_mut(&order.order_id);
+        let Some(status) = status.filter(|s| s.as_str() == OrderStatus::Paid.as_str()) else {
+            reservations.push(Reservation::NotApplicable);
+            continue;
+        };
+        let wanted = lines
+            .get(&order.order_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut short_product_ids: Vec<Uuid> = wanted
+            .iter()
+            .filter(|(product, quantity)| stock.get(product).copied().unwrap_or(0) < *quantity)
+            .map(|(product, _)| *product)
+            .collect();
+        short_product_ids.sort_unstable();
+        let correlation = order.correlation_id.map(str::to_string);
+        if short_product_ids.is_empty() {
+            for (product, quantity) in wanted {
+                *stock.entry(*product).or_default() -= quantity;
+                *writes.taken.entry(*product).or_default() += quantity;
+            }
+            *status = OrderStatus::Reserved.as_str().to_string();
+            writes.reserved.push(order.order_id);
+            writes
+                .events
+                .push((order.order_id, EventType::Reserved, json!({})));
+            writes.follow_ups.push(
+                tasks::send_notification(order.order_id, NotificationKind::OrderConfirmed)
+                    .caused_by(correlation),
+            );
+            reservations.push(Reservation::Reserved);
+        } else {
+            *status = OrderStatus::Cancelled.as_str().to_string();
+            writes.out_of_stock.push(order.order_id);
+            writes.events.push((
+                order.order_id,
+                EventType::Cancelled,
+                json!({ "reason": CancelReason::OutOfStock, "short_product_ids": short_product_ids }),
+            ));
+            writes
+                .follow_ups
+                .push(tasks::refund_payment(order.order_id).caused_by(correlation));
+            reservations.push(Reservation::OutOfStock { short_product_ids });
         }
-        transition(
+    }
+    writes.apply(conn).await?;
+    Ok(reservations)
+}
+
+/// What a group of reservations writes, gathered so that each table is written once.
+#[derive(Default)]
+struct ReservationWrites {
+    /// Units taken per product.
+    taken: HashMap<Uuid, i32>,
+    reserved: Vec<Uuid>,
+    out_of_stock: Vec<Uuid>,
+    events: Vec<(Uuid, EventType, serde_json::Value)>,
+    follow_ups: Vec<NewTask>,
+}
+
+impl ReservationWrites {
+    async fn apply(self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        if !self.taken.is_empty() {
+            let (ids, units): (Vec<Uuid>, Vec<i32>) = self.taken.into_iter().unzip();
+            diesel::sql_query(
+                "UPDATE products AS p SET stock = p.stock - taken.units, updated_at = now() \
+                 FROM unnest($1::uuid[], $2::int4[]) AS taken(id, units) \
+                 WHERE p.id = taken.id",
+            )
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Int4>, _>(units)
+            .execute(conn)
+            .await?;
+        }
+        transition_all(
             conn,
-            order_id,
+            &self.reserved,
             OrderStatus::Paid,
             OrderStatus::Reserved,
             None,
         )
         .await?;
-        append_event(conn, order_id, EventType::Reserved, json!({})).await?;
-        follow_up(
+        let out_of_stock = Some(CancelReason::OutOfStock);
+        transition_all(
             conn,
-            tasks::send_notification(order_id, NotificationKind::OrderConfirmed),
-        )
-        .await?;
-        Ok(Reservation::Reserved)
-    } else {
-        transition(
-            conn,
-            order_id,
+            &self.out_of_stock,
             OrderStatus::Paid,
             OrderStatus::Cancelled,
-            Some(CancelReason::OutOfStock),
+            out_of_stock,
         )
         .await?;
-        append_event(
-            conn,
-            order_id,
-            EventType::Cancelled,
-            json!({ "reason": CancelReason::OutOfStock, "short_product_ids": short_product_ids }),
-        )
-        .await?;
-        follow_up(conn, tasks::refund_payment(order_id)).await?;
-        Ok(Reservation::OutOfStock { short_product_ids })
+        append_events(conn, &self.events).await?;
+        orderflow_queue::enqueue_all(conn, &self.follow_ups).await?;
+        Ok(())
     }
+}
+
+/// Moves every order of `order_ids` still in `from` to `to` (one statement).
+async fn transition_all(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[Uuid],
+    from: OrderStatus,
+    to: OrderStatus,
+    cancel_reason: Option<CancelReason>,
+) -> QueryResult<usize> {
+    if order_ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(orders::table)
+        .filter(orders::id.eq_any(order_ids))
+        .filter(orders::status.eq(from.as_str()))
+        .set((
+            orders::status.eq(to.as_str()),
+            orders::cancel_reason.eq(cancel_reason.map(CancelReason::as_str)),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Appends several timeline events with one statement.
+async fn append_events(
+    conn: &mut AsyncPgConnection,
+    events: &[(Uuid, EventType, serde_json::Value)],
+) -> QueryResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = events
+        .iter()
+        .map(|(order_id, event, details)| {
+            (
+                order_events::order_id.eq(*order_id),
+                order_events::event_type.eq(event.as_str()),
+                order_events::details.eq(details),
+            )
+        })
+        .collect();
+    diesel::insert_into(order_events::table)
+        .values(rows)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Records a refund of a captured payment and schedules the cancellation e-mail.

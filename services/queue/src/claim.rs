@@ -37,7 +37,7 @@ pub async fn enqueue(
             tasks::payload.eq(&task.payload),
             tasks::max_attempts.eq(task.max_attempts),
             tasks::unique_key.eq(task.unique_key.as_deref()),
-            tasks::correlation_id.eq(crate::current_correlation_id()),
+            tasks::correlation_id.eq(correlation_of(task)),
         ))
         .on_conflict(tasks::unique_key)
         .filter_target(tasks::unique_key.is_not_null())
@@ -46,6 +46,45 @@ pub async fn enqueue(
         .get_result(conn)
         .await
         .optional()
+}
+
+/// Enqueues several tasks with one statement, on the caller's connection (see [`enqueue`]);
+/// a task whose unique key is taken is skipped. Returns how many were enqueued.
+pub async fn enqueue_all(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask],
+) -> diesel::QueryResult<usize> {
+    use crate::schema::tasks;
+    use diesel::upsert::DecoratableTarget;
+    use diesel::ExpressionMethods;
+    if new_tasks.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<_> = new_tasks
+        .iter()
+        .map(|task| {
+            (
+                tasks::kind.eq(task.kind),
+                tasks::payload.eq(&task.payload),
+                tasks::max_attempts.eq(task.max_attempts),
+                tasks::unique_key.eq(task.unique_key.as_deref()),
+                tasks::correlation_id.eq(correlation_of(task)),
+            )
+        })
+        .collect();
+    diesel::insert_into(tasks::table)
+        .values(rows)
+        .on_conflict(tasks::unique_key)
+        .filter_target(tasks::unique_key.is_not_null())
+        .do_nothing()
+        .execute(conn)
+        .await
+}
+
+fn correlation_of(task: &NewTask) -> Option<String> {
+    task.correlation_id
+        .clone()
+        .or_else(crate::current_correlation_id)
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and

@@ -18,10 +18,9 @@
 //!   recorded are recorded together: one transaction, one fenced `UPDATE` completing all
 //!   of them, then each task's effects. A busy kind pays one commit for many tasks; an
 //!   idle one waits for nobody. If the group's transaction fails, its tasks are recorded
-//!   again one per transaction, so one bad task fails alone. A kind whose effects lock
-//!   rows its tasks share takes those locks for the whole group first, in one order
-//!   ([`TaskHandler::lock_shared`]), so that groups cannot deadlock; a kind can also opt
-//!   out ([`TaskHandler::GROUP_COMMIT`]).
+//!   again one per transaction, so one bad task fails alone. A kind can write a group's
+//!   effects set-wise, a few statements for the whole group
+//!   ([`TaskHandler::record_group`]), or opt out ([`TaskHandler::GROUP_COMMIT`]).
 //! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
 //!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
 //!   worker's task is free again one lease after its last beat. Each kind bounds one
@@ -52,13 +51,13 @@ mod worker;
 pub mod admin;
 
 pub use claim::{
-    claim_batch, enqueue, extend_lease, fail, notify_channel, release, FailureOutcome,
+    claim_batch, enqueue, enqueue_all, extend_lease, fail, notify_channel, release, FailureOutcome,
 };
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
-pub use worker::{run_once, TaskHandler, Worker, WorkerOptions};
+pub use worker::{run_once, Recording, TaskHandler, Worker, WorkerOptions};
 
 /// The connection pool the queue works with.
 pub type Pool = diesel_async::pooled_connection::bb8::Pool<diesel_async::AsyncPgConnection>;

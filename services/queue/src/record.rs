@@ -15,12 +15,10 @@ use std::sync::Arc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
-use tracing::Instrument;
 
 use crate::claim::complete_claims;
-use crate::correlation::with_correlation_id;
 use crate::worker::panic_message;
-use crate::{ClaimedTask, Pool, TaskError, TaskHandler};
+use crate::{ClaimedTask, Pool, Recording, TaskError, TaskHandler};
 
 /// The most tasks one transaction records.
 const MAX_GROUP: usize = 64;
@@ -158,8 +156,8 @@ async fn record_in_own_transaction<H: TaskHandler>(
         .unwrap_or(Err(TaskError::ClaimLost))
 }
 
-/// One transaction: completes the attempts' tasks whose claims are still live, lets the
-/// handler lock what they share, then writes the effects of each. A task whose claim was lost gets [`TaskError::ClaimLost`] and none
+/// One transaction: completes the attempts' tasks whose claims are still live, then writes
+/// their effects ([`TaskHandler::record_group`]). A task whose claim was lost gets [`TaskError::ClaimLost`] and none
 /// of its effects; an error in any task's effects rolls the whole transaction back.
 async fn record_together<H: TaskHandler>(
     pool: &Pool,
@@ -173,43 +171,53 @@ async fn record_together<H: TaskHandler>(
     let mut conn = pool.get().await?;
     conn.transaction(async |conn| {
         let completed: HashSet<i64> = complete_claims(conn, &claims).await?.into_iter().collect();
-        let outcomes: Vec<&H::Outcome> = attempts
+        let live: Vec<Recording<'_, H::Outcome>> = attempts
             .iter()
             .filter(|attempt| completed.contains(&attempt.task.id))
-            .map(|attempt| &attempt.outcome)
+            .map(|attempt| Recording {
+                task: &attempt.task,
+                outcome: &attempt.outcome,
+                span: &attempt.span,
+            })
             .collect();
-        if !outcomes.is_empty() {
-            handler.lock_shared(conn, &outcomes).await?;
-        }
-        let mut results = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            if completed.contains(&attempt.task.id) {
-                results.push(Ok(record_one(conn, handler, attempt).await?));
-            } else {
-                results.push(Err(TaskError::ClaimLost));
-            }
-        }
-        Ok(results)
+        let mut recorded = run_record_group(conn, handler, &live).await?.into_iter();
+        Ok(attempts
+            .iter()
+            .map(|attempt| {
+                if completed.contains(&attempt.task.id) {
+                    recorded.next().ok_or(TaskError::ClaimLost)
+                } else {
+                    Err(TaskError::ClaimLost)
+                }
+            })
+            .collect())
     })
     .await
 }
 
-/// The handler's `record`, under the task's correlation id and span; a panic is an error.
-async fn record_one<H: TaskHandler>(
+/// The handler's `record_group`; a panic is an error, and so is a count that does not match.
+async fn run_record_group<H: TaskHandler>(
     conn: &mut AsyncPgConnection,
     handler: &H,
-    attempt: &Performed<H>,
-) -> Result<H::Recorded, TaskError> {
-    let record = async {
-        match AssertUnwindSafe(handler.record(conn, &attempt.task, &attempt.outcome))
-            .catch_unwind()
-            .await
-        {
-            Ok(result) => result,
-            Err(panic) => Err(TaskError::Retryable(panic_message(&*panic))),
-        }
-    };
-    with_correlation_id(attempt.task.correlation_id.clone(), record)
-        .instrument(attempt.span.clone())
+    group: &[Recording<'_, H::Outcome>],
+) -> Result<Vec<H::Recorded>, TaskError> {
+    if group.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recorded = match AssertUnwindSafe(handler.record_group(conn, group))
+        .catch_unwind()
         .await
+    {
+        Ok(result) => result?,
+        Err(panic) => return Err(TaskError::Retryable(panic_message(&*panic))),
+    };
+    if recorded.len() == group.len() {
+        Ok(recorded)
+    } else {
+        Err(TaskError::permanent(format!(
+            "record_group returned {} results for {} tasks",
+            recorded.len(),
+            group.len()
+        )))
+    }
 }

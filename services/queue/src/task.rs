@@ -47,6 +47,8 @@ pub struct NewTask {
     pub max_attempts: i32,
     /// At most one task with this key is ever enqueued, whatever its state.
     pub unique_key: Option<String>,
+    /// The correlation id to store; unset, the current one ([`crate::with_correlation_id`]).
+    pub correlation_id: Option<String>,
 }
 
 impl NewTask {
@@ -56,7 +58,15 @@ impl NewTask {
             payload,
             max_attempts: config.max_attempts,
             unique_key: None,
+            correlation_id: None,
         }
+    }
+
+    /// Stores `correlation_id` with the task instead of the current one: for code that
+    /// enqueues the follow-ups of several tasks at once ([`crate::enqueue_all`]).
+    pub fn caused_by(mut self, correlation_id: Option<String>) -> Self {
+        self.correlation_id = correlation_id;
+        self
     }
 
     /// Makes the task unique: enqueueing it again (another path asking for the same work)

@@ -52,16 +52,28 @@ pub trait TaskHandler: Send + Sync + 'static {
         outcome: &Self::Outcome,
     ) -> impl Future<Output = Result<Self::Recorded, TaskError>> + Send;
 
-    /// Runs first in a recording transaction, after the completions and before any
-    /// `record`, with the outcomes of every task it records. A kind whose records lock rows
-    /// that its tasks share (stock, say) locks them here, all at once and in one order:
-    /// two groups that each locked as they went could deadlock.
-    fn lock_shared(
+    /// Writes the effects of a group of attempts, in the transaction that has just
+    /// completed their tasks, and returns what each recording did, in the group's order.
+    /// The default runs [`TaskHandler::record`] for each, under its task's correlation id
+    /// and span. A kind whose step can be written set-wise (a few statements for the whole
+    /// group) overrides it; so must a kind whose records lock rows that its tasks share,
+    /// taking those locks for the whole group first and in one order, because two groups
+    /// that lock as they go can deadlock. An error rolls the group back; its tasks are
+    /// then recorded one group of one at a time.
+    fn record_group(
         &self,
-        _conn: &mut AsyncPgConnection,
-        _outcomes: &[&Self::Outcome],
-    ) -> impl Future<Output = Result<(), TaskError>> + Send {
-        async { Ok(()) }
+        conn: &mut AsyncPgConnection,
+        group: &[Recording<'_, Self::Outcome>],
+    ) -> impl Future<Output = Result<Vec<Self::Recorded>, TaskError>> + Send {
+        async move {
+            let mut recorded = Vec::with_capacity(group.len());
+            for attempt in group {
+                let record = self.record(conn, attempt.task, attempt.outcome);
+                let correlated = with_correlation_id(attempt.task.correlation_id.clone(), record);
+                recorded.push(correlated.instrument(attempt.span.clone()).await?);
+            }
+            Ok(recorded)
+        }
     }
 
     /// Runs once the transaction that recorded the outcome has committed (metrics, say).
@@ -83,6 +95,14 @@ pub trait TaskHandler: Send + Sync + 'static {
     fn span(&self, _task: &ClaimedTask) -> tracing::Span {
         tracing::Span::none()
     }
+}
+
+/// One attempt of a group being recorded ([`TaskHandler::record_group`]).
+pub struct Recording<'a, O> {
+    pub task: &'a ClaimedTask,
+    pub outcome: &'a O,
+    /// The attempt's span: what is logged about this task belongs in it.
+    pub span: &'a tracing::Span,
 }
 
 #[derive(Debug, Clone)]

@@ -121,22 +121,22 @@ fn reservation_task() -> orderflow_queue::ClaimedTask {
     }
 }
 
-/// Two reservation groups over the same two orders, recorded in opposite order: had each
-/// group locked products as it reserved, each would hold what the other waits for. The
-/// handler locks a group's products first, so the second group waits at its first
-/// statement until the first commits.
+/// Two reservation groups over the same two orders, in opposite order, the second
+/// started while the first is open: it waits at its first statement (the first group holds
+/// the products), then finds both orders reserved and takes nothing. No deadlock, no
+/// double reservation.
 #[tokio::test(flavor = "multi_thread")]
-async fn reservation_groups_sharing_products_lock_them_first_and_do_not_deadlock() {
+async fn reservation_groups_sharing_products_wait_for_each_other_without_deadlock() {
     use diesel_async::AsyncConnection;
     use inventory_worker::ReserveInventory;
     use orderflow::lifecycle::Reservation;
-    use orderflow_queue::{TaskError, TaskHandler};
+    use orderflow_queue::{Recording, TaskError, TaskHandler};
 
     let db = TestDb::new().await;
     let app = spawn_app(&db).await;
     let p1 = app.create_product("P1", 100, 10).await;
     let p2 = app.create_product("P2", 100, 10).await;
-    let o1 = app.place_order_id("tok_visa", &[(&p1, 1)]).await;
+    let o1 = app.place_order_id("tok_visa", &[(&p1, 1), (&p2, 2)]).await;
     let o2 = app.place_order_id("tok_visa", &[(&p2, 1)]).await;
     let (o1, o2): (uuid::Uuid, uuid::Uuid) = match (o1.parse(), o2.parse()) {
         (Ok(o1), Ok(o2)) => (o1, o2),
@@ -151,29 +151,20 @@ async fn reservation_groups_sharing_products_lock_them_first_and_do_not_deadlock
         .unwrap_or_else(|e| panic!("{e}"));
     let deadlocks_before = deadlocks(&mut conn, &db.name).await;
 
-    let task = reservation_task();
     let mut first = db.connect().await;
     let url = db.url.clone();
     let (first_group, second) = first
         .transaction(async |conn| {
-            ReserveInventory.lock_shared(conn, &[&o1, &o2]).await?;
-            let r1 = ReserveInventory.record(conn, &task, &o1).await?;
+            let reserved = record_group(conn, &[o1, o2]).await?;
             let second = tokio::spawn(async move {
-                let task = reservation_task();
                 let mut conn = diesel_async::AsyncPgConnection::establish(&url)
                     .await
                     .map_err(TaskError::retryable)?;
-                conn.transaction(async |conn| {
-                    ReserveInventory.lock_shared(conn, &[&o2, &o1]).await?;
-                    let r2 = ReserveInventory.record(conn, &task, &o2).await?;
-                    let r1 = ReserveInventory.record(conn, &task, &o1).await?;
-                    Ok::<_, TaskError>((r2, r1))
-                })
-                .await
+                conn.transaction(async |conn| record_group(conn, &[o2, o1]).await)
+                    .await
             });
             wait_for_a_lock_wait(&db).await;
-            let r2 = ReserveInventory.record(conn, &task, &o2).await?;
-            Ok::<_, TaskError>(((r1, r2), second))
+            Ok::<_, TaskError>((reserved, second))
         })
         .await
         .unwrap_or_else(|e| panic!("first group: {e}"));
@@ -182,11 +173,10 @@ async fn reservation_groups_sharing_products_lock_them_first_and_do_not_deadlock
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("second group: {e}"));
 
-    assert_eq!(first_group, (Reservation::Reserved, Reservation::Reserved));
-    // The second group found both orders already reserved and took nothing.
+    assert_eq!(first_group, [Reservation::Reserved, Reservation::Reserved]);
     assert_eq!(
         second_group,
-        (Reservation::NotApplicable, Reservation::NotApplicable)
+        [Reservation::NotApplicable, Reservation::NotApplicable]
     );
     assert_eq!(deadlocks(&mut conn, &db.name).await, deadlocks_before);
     let stock: Vec<i32> = products::table
@@ -195,7 +185,120 @@ async fn reservation_groups_sharing_products_lock_them_first_and_do_not_deadlock
         .load(&mut conn)
         .await
         .unwrap_or_default();
-    assert_eq!(stock, [9, 9]);
+    assert_eq!(stock, [9, 7]);
+
+    /// The inventory handler's group recording of these orders, as its worker runs it.
+    async fn record_group(
+        conn: &mut diesel_async::AsyncPgConnection,
+        order_ids: &[uuid::Uuid],
+    ) -> Result<Vec<Reservation>, TaskError> {
+        let task = reservation_task();
+        let span = tracing::Span::none();
+        let group: Vec<Recording<'_, uuid::Uuid>> = order_ids
+            .iter()
+            .map(|order_id| Recording {
+                task: &task,
+                outcome: order_id,
+                span: &span,
+            })
+            .collect();
+        ReserveInventory.record_group(conn, &group).await
+    }
+}
+
+/// Within one group, orders are served in the group's order from the stock the earlier
+/// ones left: the second of two orders for the last units is cancelled out of stock, and
+/// an order that is not paid is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
+    use inventory_worker::ReserveInventory;
+    use orderflow::lifecycle::Reservation;
+    use orderflow_queue::{Recording, TaskHandler};
+
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let last = app.create_product("LAST", 100, 3).await;
+    let first = app.place_order_id("tok_visa", &[(&last, 2)]).await;
+    let second = app.place_order_id("tok_visa", &[(&last, 2)]).await;
+    let unpaid = app.place_order_id("tok_visa", &[(&last, 1)]).await;
+    let ids: Vec<uuid::Uuid> = [&first, &second, &unpaid]
+        .iter()
+        .map(|id| id.parse().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let mut conn = db.connect().await;
+    diesel::update(orders::table.filter(orders::id.eq_any(&ids[..2])))
+        .set(orders::status.eq("paid"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let task = reservation_task();
+    let span = tracing::Span::none();
+    let group: Vec<Recording<'_, uuid::Uuid>> = ids
+        .iter()
+        .map(|order_id| Recording {
+            task: &task,
+            outcome: order_id,
+            span: &span,
+        })
+        .collect();
+    let reserved = ReserveInventory
+        .record_group(&mut conn, &group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last_id: uuid::Uuid = last.parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reserved,
+        [
+            Reservation::Reserved,
+            Reservation::OutOfStock {
+                short_product_ids: vec![last_id]
+            },
+            Reservation::NotApplicable,
+        ]
+    );
+    assert_eq!(app.get_json(&format!("/products/{last}")).await["stock"], 1);
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let order = app.get_json(&format!("/orders/{id}")).await;
+        statuses.push((
+            order["status"].as_str().unwrap_or_default().to_string(),
+            order["cancel_reason"].as_str().map(str::to_string),
+        ));
+    }
+    assert_eq!(
+        statuses,
+        [
+            ("reserved".to_string(), None),
+            ("cancelled".to_string(), Some("out_of_stock".to_string())),
+            ("pending".to_string(), None),
+        ]
+    );
+    // Each moved order got its event and its follow-up: the confirmation e-mail for the
+    // first, a refund for the second.
+    let kinds: Vec<String> = orderflow::schema::order_events::table
+        .filter(orderflow::schema::order_events::order_id.eq_any(&ids))
+        .filter(orderflow::schema::order_events::event_type.ne("placed"))
+        .order(orderflow::schema::order_events::id)
+        .select(orderflow::schema::order_events::event_type)
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(kinds, ["reserved", "cancelled"]);
+    #[derive(QueryableByName)]
+    struct Kind {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+    }
+    let follow_ups: Vec<String> =
+        diesel::sql_query("SELECT kind FROM tasks WHERE kind <> 'payment.charge' ORDER BY id")
+            .load::<Kind>(&mut conn)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| row.kind)
+            .collect();
+    assert_eq!(follow_ups, ["notification.send", "payment.refund"]);
 }
 
 /// Waits until a session of the test's database waits for a row lock.
