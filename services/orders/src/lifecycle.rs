@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! place_order        -> pending,  task payment.charge
-//! record_charge      -> paid,     task inventory.reserve
+//! record_charges     -> paid,     task inventory.reserve
 //!                    -> cancelled (payment_declined), task notification.send(order_cancelled)
 //! reserve_orders     -> reserved, task notification.send(order_confirmed)
 //!                    -> cancelled (out_of_stock), task payment.refund
@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orderflow_queue::{enqueue, NewTask};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use crate::email::OrderMail;
@@ -84,98 +84,138 @@ pub enum Recorded {
     AlreadyDone,
 }
 
-/// Records the gateway's answer to the charge of a pending order.
-pub async fn record_charge(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    amount_cents: i64,
-    outcome: &ChargeOutcome,
-) -> QueryResult<Recorded> {
-    match outcome {
-        ChargeOutcome::Approved { charge_id } => {
-            record_capture(conn, order_id, amount_cents, charge_id).await
-        }
-        ChargeOutcome::Declined { reason } => {
-            record_decline(conn, order_id, amount_cents, reason).await
-        }
-    }
+/// A gateway's answer to the charge of a pending order, to record ([`record_charges`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ChargeToRecord<'a> {
+    pub order_id: Uuid,
+    pub amount_cents: i64,
+    pub outcome: &'a ChargeOutcome,
+    /// Carried by the follow-up task.
+    pub correlation_id: Option<&'a str>,
 }
 
-async fn record_capture(
+/// Records the gateway's answers to the charges of pending orders, set-wise (a few
+/// statements for the whole group); one result per charge, in order.
+///
+/// - Approved: the captured payment is inserted once per order (a duplicate task finds it
+///   and does nothing); the order moves `pending → paid` and the reservation is queued. An
+///   order that left `pending` while its card was charged (its customer cancelled) gets a
+///   refund instead: the money must go back.
+/// - Declined: the order moves `pending → cancelled` (payment_declined), the declined
+///   payment is kept and the cancellation e-mail is queued; an order no longer pending is
+///   left alone.
+pub async fn record_charges(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    amount_cents: i64,
-    charge_id: &str,
-) -> QueryResult<Recorded> {
-    let payment = NewPayment {
-        order_id,
-        status: PaymentStatus::Captured.as_str(),
-        amount_cents,
-        gateway_charge_id: Some(charge_id),
-        decline_reason: None,
-    };
-    if !insert_payment(conn, &payment).await? {
-        return Ok(Recorded::AlreadyDone);
-    }
-    if transition(
+    charges: &[ChargeToRecord<'_>],
+) -> QueryResult<Vec<Recorded>> {
+    // An order twice in one group (a duplicate task) is recorded by its first charge.
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = charges.iter().map(|c| seen.insert(c.order_id)).collect();
+    let approved: Vec<(&ChargeToRecord<'_>, &str)> = charges
+        .iter()
+        .zip(&first)
+        .filter_map(|(charge, first)| match charge.outcome {
+            ChargeOutcome::Approved { charge_id } if *first => Some((charge, charge_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let declined: Vec<(&ChargeToRecord<'_>, &str)> = charges
+        .iter()
+        .zip(&first)
+        .filter_map(|(charge, first)| match charge.outcome {
+            ChargeOutcome::Declined { reason } if *first => Some((charge, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+
+    let captures: Vec<NewPayment<'_>> = approved
+        .iter()
+        .map(|(charge, charge_id)| NewPayment {
+            order_id: charge.order_id,
+            status: PaymentStatus::Captured.as_str(),
+            amount_cents: charge.amount_cents,
+            gateway_charge_id: Some(charge_id),
+            decline_reason: None,
+        })
+        .collect();
+    let captured: HashSet<Uuid> = insert_payments(conn, &captures).await?;
+    let capture_ids: Vec<Uuid> = captured.iter().copied().collect();
+    let paid = transition_all(
         conn,
-        order_id,
+        &capture_ids,
         OrderStatus::Pending,
         OrderStatus::Paid,
         None,
     )
-    .await?
-    {
-        append_event(
-            conn,
-            order_id,
-            EventType::Paid,
-            json!({ "amount_cents": amount_cents }),
-        )
-        .await?;
-        follow_up(conn, tasks::reserve_inventory(order_id)).await?;
-    } else {
-        // The order left `pending` while the card was charged (a customer cancelled):
-        // the money must go back.
-        follow_up(conn, tasks::refund_payment(order_id)).await?;
-    }
-    Ok(Recorded::Applied)
-}
-
-async fn record_decline(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    amount_cents: i64,
-    reason: &str,
-) -> QueryResult<Recorded> {
-    let reason_code = Some(CancelReason::PaymentDeclined);
-    if !transition(
+    .await?;
+    let declined_ids: Vec<Uuid> = declined.iter().map(|(charge, _)| charge.order_id).collect();
+    let payment_declined = Some(CancelReason::PaymentDeclined);
+    let cancelled = transition_all(
         conn,
-        order_id,
+        &declined_ids,
         OrderStatus::Pending,
         OrderStatus::Cancelled,
-        reason_code,
-    )
-    .await?
-    {
-        return Ok(Recorded::AlreadyDone);
-    }
-    let payment = NewPayment {
-        order_id,
-        status: PaymentStatus::Declined.as_str(),
-        amount_cents,
-        gateway_charge_id: None,
-        decline_reason: Some(reason),
-    };
-    insert_payment(conn, &payment).await?;
-    let details = json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason });
-    append_event(conn, order_id, EventType::Cancelled, details).await?;
-    follow_up(
-        conn,
-        tasks::send_notification(order_id, NotificationKind::OrderCancelled),
+        payment_declined,
     )
     .await?;
-    Ok(Recorded::Applied)
+    let declines: Vec<NewPayment<'_>> = declined
+        .iter()
+        .filter(|(charge, _)| cancelled.contains(&charge.order_id))
+        .map(|(charge, reason)| NewPayment {
+            order_id: charge.order_id,
+            status: PaymentStatus::Declined.as_str(),
+            amount_cents: charge.amount_cents,
+            gateway_charge_id: None,
+            decline_reason: Some(reason),
+        })
+        .collect();
+    insert_payments(conn, &declines).await?;
+
+    let mut events = Vec::new();
+    let mut follow_ups = Vec::new();
+    for (charge, _) in &approved {
+        if !captured.contains(&charge.order_id) {
+            continue;
+        }
+        let cause = charge.correlation_id.map(str::to_string);
+        if paid.contains(&charge.order_id) {
+            let details = json!({ "amount_cents": charge.amount_cents });
+            events.push((charge.order_id, EventType::Paid, details));
+            follow_ups.push(tasks::reserve_inventory(charge.order_id).caused_by(cause));
+        } else {
+            follow_ups.push(tasks::refund_payment(charge.order_id).caused_by(cause));
+        }
+    }
+    for (charge, reason) in &declined {
+        if cancelled.contains(&charge.order_id) {
+            let details =
+                json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason });
+            events.push((charge.order_id, EventType::Cancelled, details));
+            let cause = charge.correlation_id.map(str::to_string);
+            let e_mail =
+                tasks::send_notification(charge.order_id, NotificationKind::OrderCancelled);
+            follow_ups.push(e_mail.caused_by(cause));
+        }
+    }
+    append_events(conn, &events).await?;
+    orderflow_queue::enqueue_all(conn, &follow_ups).await?;
+
+    Ok(charges
+        .iter()
+        .zip(&first)
+        .map(|(charge, first)| {
+            let applied = *first
+                && match charge.outcome {
+                    ChargeOutcome::Approved { .. } => captured.contains(&charge.order_id),
+                    ChargeOutcome::Declined { .. } => cancelled.contains(&charge.order_id),
+                };
+            if applied {
+                Recorded::Applied
+            } else {
+                Recorded::AlreadyDone
+            }
+        })
+        .collect())
 }
 
 #[derive(Insertable)]
@@ -188,17 +228,22 @@ struct NewPayment<'a> {
     decline_reason: Option<&'a str>,
 }
 
-/// Inserts the order's payment; false when the order already has one (a duplicate task).
-async fn insert_payment(
+/// Inserts payments, one per order at most; returns the orders whose payment was inserted
+/// (an order that already has one, from a duplicate task, is left out).
+async fn insert_payments(
     conn: &mut AsyncPgConnection,
-    payment: &NewPayment<'_>,
-) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(payments::table)
-        .values(payment)
+    new_payments: &[NewPayment<'_>],
+) -> QueryResult<HashSet<Uuid>> {
+    if new_payments.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let inserted: Vec<Uuid> = diesel::insert_into(payments::table)
+        .values(new_payments)
         .on_conflict_do_nothing()
-        .execute(conn)
+        .returning(payments::order_id)
+        .get_results(conn)
         .await?;
-    Ok(inserted == 1)
+    Ok(inserted.into_iter().collect())
 }
 
 /// Locks the order's row, so that the steps of one order run one after the other, and
@@ -236,7 +281,7 @@ pub enum Cancellation {
 /// The order row is locked first, so the cancellation and a concurrent step of the
 /// pipeline are ordered: a reservation that committed first makes this `TooLate`; one
 /// that comes after finds the order cancelled and takes nothing. A charge in flight
-/// when a pending order is cancelled is refunded when it is recorded ([`record_charge`]).
+/// when a pending order is cancelled is refunded when it is recorded ([`record_charges`]).
 pub async fn cancel_by_customer(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
@@ -449,18 +494,19 @@ impl ReservationWrites {
     }
 }
 
-/// Moves every order of `order_ids` still in `from` to `to` (one statement).
+/// Moves every order of `order_ids` still in `from` to `to` (one statement); returns the
+/// orders it moved.
 async fn transition_all(
     conn: &mut AsyncPgConnection,
     order_ids: &[Uuid],
     from: OrderStatus,
     to: OrderStatus,
     cancel_reason: Option<CancelReason>,
-) -> QueryResult<usize> {
+) -> QueryResult<HashSet<Uuid>> {
     if order_ids.is_empty() {
-        return Ok(0);
+        return Ok(HashSet::new());
     }
-    diesel::update(orders::table)
+    let moved: Vec<Uuid> = diesel::update(orders::table)
         .filter(orders::id.eq_any(order_ids))
         .filter(orders::status.eq(from.as_str()))
         .set((
@@ -468,8 +514,10 @@ async fn transition_all(
             orders::cancel_reason.eq(cancel_reason.map(CancelReason::as_str)),
             orders::updated_at.eq(diesel::dsl::now),
         ))
-        .execute(conn)
-        .await
+        .returning(orders::id)
+        .get_results(conn)
+        .await?;
+    Ok(moved.into_iter().collect())
 }
 
 /// Appends several timeline events with one statement.

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use diesel_async::AsyncPgConnection;
 use orderflow::db::Pool;
 use orderflow::lifecycle;
+use orderflow::lifecycle::ChargeToRecord;
 use orderflow::payment::{
     self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::OrderStatus;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::PaymentCharge, TaskKind::PaymentRefund];
@@ -97,20 +98,57 @@ impl TaskHandler for ChargePayment {
     async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
+        task: &ClaimedTask,
         charge: &Charge,
     ) -> Result<lifecycle::Recorded, TaskError> {
-        let Charge::Answered {
-            order_id,
-            amount_cents,
-            outcome,
-        } = charge
-        else {
-            return Ok(lifecycle::Recorded::AlreadyDone);
+        let span = tracing::Span::current();
+        let attempt = Recording {
+            task,
+            outcome: charge,
+            span: &span,
         };
-        let recorded = lifecycle::record_charge(conn, *order_id, *amount_cents, outcome).await?;
-        tracing::debug!(?recorded, "charge recorded");
-        Ok(recorded)
+        let mut recorded = self.record_group(conn, &[attempt]).await?;
+        recorded
+            .pop()
+            .ok_or_else(|| TaskError::permanent("no charge result"))
+    }
+
+    /// The group's answers are recorded set-wise: one statement per table for all of them.
+    #[tracing::instrument(name = "record_charges", skip_all, fields(charges = group.len()))]
+    async fn record_group(
+        &self,
+        conn: &mut AsyncPgConnection,
+        group: &[Recording<'_, Charge>],
+    ) -> Result<Vec<lifecycle::Recorded>, TaskError> {
+        let answered: Vec<ChargeToRecord<'_>> = group
+            .iter()
+            .filter_map(|attempt| match attempt.outcome {
+                Charge::Answered {
+                    order_id,
+                    amount_cents,
+                    outcome,
+                } => Some(ChargeToRecord {
+                    order_id: *order_id,
+                    amount_cents: *amount_cents,
+                    outcome,
+                    correlation_id: attempt.task.correlation_id.as_deref(),
+                }),
+                Charge::NotPending => None,
+            })
+            .collect();
+        let mut recorded = lifecycle::record_charges(conn, &answered)
+            .await?
+            .into_iter();
+        // Back in the group's order; an order that was no longer pending recorded nothing.
+        group
+            .iter()
+            .map(|attempt| match attempt.outcome {
+                Charge::Answered { .. } => recorded
+                    .next()
+                    .ok_or_else(|| TaskError::permanent("a charge result is missing")),
+                Charge::NotPending => Ok(lifecycle::Recorded::AlreadyDone),
+            })
+            .collect()
     }
 
     async fn on_dead(

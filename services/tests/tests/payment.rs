@@ -110,3 +110,168 @@ async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
     assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 70);
     workers.stop().await;
 }
+
+/// One group of charge answers, recorded set-wise: an approval, a decline, an approval for
+/// an order its customer cancelled meanwhile, the same approval twice, and a decline for an
+/// order no longer pending. Each gets what it would have got alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
+    use orderflow::lifecycle::{record_charges, ChargeToRecord, Recorded};
+    use orderflow::payment::ChargeOutcome;
+    use orderflow::schema::{order_events, orders};
+
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+        ids.push(id.parse::<uuid::Uuid>().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let (approved, declined, cancelled_meanwhile, not_pending) = (ids[0], ids[1], ids[2], ids[3]);
+    let mut conn = db.connect().await;
+    for id in [cancelled_meanwhile, not_pending] {
+        let response = app
+            .client
+            .post(app.url(&format!("/orders/{id}/cancel")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 200, "cancel {id}");
+    }
+
+    let approval = ChargeOutcome::Approved {
+        charge_id: "ch_1".into(),
+    };
+    let decline = ChargeOutcome::Declined {
+        reason: "card_declined".into(),
+    };
+    let charge = |order_id, outcome| ChargeToRecord {
+        order_id,
+        amount_cents: 1000,
+        outcome,
+        correlation_id: Some("req-group"),
+    };
+    let group = [
+        charge(approved, &approval),
+        charge(declined, &decline),
+        charge(cancelled_meanwhile, &approval),
+        charge(approved, &approval),
+        charge(not_pending, &decline),
+    ];
+    let recorded = record_charges(&mut conn, &group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        recorded,
+        [
+            Recorded::Applied,
+            Recorded::Applied,
+            Recorded::Applied,
+            Recorded::AlreadyDone,
+            Recorded::AlreadyDone,
+        ]
+    );
+
+    let mut statuses = Vec::new();
+    for id in [approved, declined, cancelled_meanwhile, not_pending] {
+        let status: (String, Option<String>) = orders::table
+            .find(id)
+            .select((orders::status, orders::cancel_reason))
+            .first(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            ("paid".to_string(), None),
+            (
+                "cancelled".to_string(),
+                Some("payment_declined".to_string())
+            ),
+            (
+                "cancelled".to_string(),
+                Some("customer_request".to_string())
+            ),
+            (
+                "cancelled".to_string(),
+                Some("customer_request".to_string())
+            ),
+        ]
+    );
+    let payments: Vec<(uuid::Uuid, String)> = payments::table
+        .order(payments::order_id)
+        .select((payments::order_id, payments::status))
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    let mut expected = vec![
+        (approved, "captured".to_string()),
+        (declined, "declined".to_string()),
+        (cancelled_meanwhile, "captured".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(payments, expected);
+    let events: Vec<(uuid::Uuid, String)> = order_events::table
+        .filter(order_events::event_type.eq_any(["paid", "cancelled"]))
+        .filter(order_events::order_id.eq_any([approved, declined]))
+        .order(order_events::id)
+        .select((order_events::order_id, order_events::event_type))
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        events,
+        [
+            (approved, "paid".to_string()),
+            (declined, "cancelled".to_string())
+        ]
+    );
+    // The follow-ups: a reservation, the decline's e-mail, and a refund for the money taken
+    // from the order cancelled meanwhile, each carrying its cause's correlation id.
+    #[derive(diesel::QueryableByName)]
+    struct FollowUp {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        correlation_id: Option<String>,
+    }
+    let follow_ups: Vec<FollowUp> = diesel::sql_query(
+        "SELECT kind, payload->>'order_id' AS order_id, correlation_id FROM tasks \
+         WHERE kind IN ('inventory.reserve', 'payment.refund') \
+            OR (kind = 'notification.send' AND payload->>'order_id' = $1) ORDER BY kind",
+    )
+    .bind::<diesel::sql_types::Text, _>(declined.to_string())
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seen: Vec<(String, String, Option<String>)> = follow_ups
+        .into_iter()
+        .map(|f| (f.kind, f.order_id, f.correlation_id))
+        .collect();
+    let cause = Some("req-group".to_string());
+    assert_eq!(
+        seen,
+        [
+            (
+                "inventory.reserve".into(),
+                approved.to_string(),
+                cause.clone()
+            ),
+            (
+                "notification.send".into(),
+                declined.to_string(),
+                cause.clone()
+            ),
+            (
+                "payment.refund".into(),
+                cancelled_meanwhile.to_string(),
+                cause
+            ),
+        ]
+    );
+}
