@@ -8,10 +8,11 @@ use lettre::message::Mailbox;
 use orderflow::db::Pool;
 use orderflow::email::{self, MailError, Mailer};
 use orderflow::lifecycle;
+use orderflow::lifecycle::SentEmail;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, TaskError, TaskHandler};
+use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
@@ -84,19 +85,38 @@ impl TaskHandler for SendNotification {
     async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
+        task: &ClaimedTask,
         sent: &Sent,
     ) -> Result<lifecycle::Recorded, TaskError> {
-        let recorded = lifecycle::record_email_sent(
-            conn,
-            sent.order_id,
-            sent.notification,
-            &sent.message_id,
-            &sent.recipient,
-        )
-        .await?;
-        tracing::debug!(?recorded, "e-mail recorded");
-        Ok(recorded)
+        let span = tracing::Span::current();
+        let attempt = Recording {
+            task,
+            outcome: sent,
+            span: &span,
+        };
+        let mut recorded = self.record_group(conn, &[attempt]).await?;
+        recorded
+            .pop()
+            .ok_or_else(|| TaskError::permanent("no e-mail result"))
+    }
+
+    /// The group's e-mails are recorded set-wise: one statement per table for all of them.
+    #[tracing::instrument(name = "record_emails", skip_all, fields(emails = group.len()))]
+    async fn record_group(
+        &self,
+        conn: &mut AsyncPgConnection,
+        group: &[Recording<'_, Sent>],
+    ) -> Result<Vec<lifecycle::Recorded>, TaskError> {
+        let emails: Vec<SentEmail<'_>> = group
+            .iter()
+            .map(|attempt| SentEmail {
+                order_id: attempt.outcome.order_id,
+                kind: attempt.outcome.notification,
+                message_id: &attempt.outcome.message_id,
+                recipient: &attempt.outcome.recipient,
+            })
+            .collect();
+        Ok(lifecycle::record_emails_sent(conn, &emails).await?)
     }
 
     /// Counts the order as finished once its last step has committed.

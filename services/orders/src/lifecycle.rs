@@ -9,7 +9,7 @@
 //! reserve_orders     -> reserved, task notification.send(order_confirmed)
 //!                    -> cancelled (out_of_stock), task payment.refund
 //! record_refund      -> payment refunded, task notification.send(order_cancelled)
-//! record_email_sent  -> fulfilled (order_confirmed) | notified (order_cancelled)
+//! record_emails_sent -> fulfilled (order_confirmed) | notified (order_cancelled)
 //! cancel_by_customer pending -> cancelled (customer_request), task notification.send(order_cancelled)
 //!                    paid    -> cancelled (customer_request), task payment.refund
 //! ```
@@ -577,50 +577,81 @@ pub async fn record_refund(
     Ok(Recorded::Applied)
 }
 
-/// Records a sent e-mail; the confirmation fulfils the order.
-pub async fn record_email_sent(
+/// A sent e-mail to record ([`record_emails_sent`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SentEmail<'a> {
+    pub order_id: Uuid,
+    pub kind: NotificationKind,
+    pub message_id: &'a str,
+    pub recipient: &'a str,
+}
+
+/// Records sent e-mails, set-wise; one result per e-mail, in order. Each e-mail is recorded
+/// once per order and kind (a resend after a crash finds it and does nothing); the
+/// confirmation fulfils its order, and every recorded e-mail appends an event (`fulfilled`,
+/// or `notified` when the order had moved on).
+pub async fn record_emails_sent(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    kind: NotificationKind,
-    message_id: &str,
-    recipient: &str,
-) -> QueryResult<Recorded> {
-    let inserted = diesel::insert_into(sent_emails::table)
-        .values((
-            sent_emails::order_id.eq(order_id),
-            sent_emails::kind.eq(kind.as_str()),
-            sent_emails::message_id.eq(message_id),
-            sent_emails::recipient.eq(recipient),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    if inserted == 0 {
-        return Ok(Recorded::AlreadyDone);
+    emails: &[SentEmail<'_>],
+) -> QueryResult<Vec<Recorded>> {
+    if emails.is_empty() {
+        return Ok(Vec::new());
     }
-    let details = json!({ "notification": kind, "message_id": message_id });
-    match kind {
-        NotificationKind::OrderConfirmed => {
-            let fulfilled = transition(
-                conn,
-                order_id,
-                OrderStatus::Reserved,
-                OrderStatus::Fulfilled,
-                None,
+    let rows: Vec<_> = emails
+        .iter()
+        .map(|email| {
+            (
+                sent_emails::order_id.eq(email.order_id),
+                sent_emails::kind.eq(email.kind.as_str()),
+                sent_emails::message_id.eq(email.message_id),
+                sent_emails::recipient.eq(email.recipient),
             )
-            .await?;
-            let event = if fulfilled {
+        })
+        .collect();
+    let inserted: HashSet<(Uuid, String)> = diesel::insert_into(sent_emails::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning((sent_emails::order_id, sent_emails::kind))
+        .get_results::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let is_new =
+        |email: &SentEmail<'_>| inserted.contains(&(email.order_id, email.kind.to_string()));
+    let confirmed: Vec<Uuid> = emails
+        .iter()
+        .filter(|email| email.kind == NotificationKind::OrderConfirmed && is_new(email))
+        .map(|email| email.order_id)
+        .collect();
+    let fulfilled = transition_all(
+        conn,
+        &confirmed,
+        OrderStatus::Reserved,
+        OrderStatus::Fulfilled,
+        None,
+    )
+    .await?;
+    // The same e-mail twice in one group is recorded (and gets its event) once.
+    let mut evented = HashSet::new();
+    let mut events = Vec::new();
+    let mut recorded = Vec::with_capacity(emails.len());
+    for email in emails {
+        if !is_new(email) || !evented.insert((email.order_id, email.kind)) {
+            recorded.push(Recorded::AlreadyDone);
+            continue;
+        }
+        let event = match email.kind {
+            NotificationKind::OrderConfirmed if fulfilled.contains(&email.order_id) => {
                 EventType::Fulfilled
-            } else {
-                EventType::Notified
-            };
-            append_event(conn, order_id, event, details).await?;
-        }
-        NotificationKind::OrderCancelled => {
-            append_event(conn, order_id, EventType::Notified, details).await?;
-        }
+            }
+            _ => EventType::Notified,
+        };
+        let details = json!({ "notification": email.kind, "message_id": email.message_id });
+        events.push((email.order_id, event, details));
+        recorded.push(Recorded::Applied);
     }
-    Ok(Recorded::Applied)
+    append_events(conn, &events).await?;
+    Ok(recorded)
 }
 
 /// Makes a dead task visible on its order's timeline.

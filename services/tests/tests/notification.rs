@@ -104,3 +104,116 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .map(|e| e.iter().filter(|e| e["type"] == "fulfilled").count());
     assert_eq!(fulfilled_events, Some(1));
 }
+
+/// One group of sent e-mails, recorded set-wise: a confirmation that fulfils its order, the
+/// same confirmation again, a cancellation e-mail, and an e-mail recorded before. Each gets
+/// what it would have got alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
+    use orderflow::lifecycle::{record_emails_sent, Recorded, SentEmail};
+    use orderflow::schema::order_events;
+
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+        ids.push(id.parse::<uuid::Uuid>().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let (confirmed, cancelled, earlier) = (ids[0], ids[1], ids[2]);
+    let mut conn = db.connect().await;
+    // No workers run: the test stands in for the steps before the e-mail.
+    diesel::update(orders::table.filter(orders::id.eq_any([confirmed, earlier])))
+        .set(orders::status.eq("reserved"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::update(orders::table.find(cancelled))
+        .set((
+            orders::status.eq("cancelled"),
+            orders::cancel_reason.eq("payment_declined"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message_ids: std::collections::HashMap<(uuid::Uuid, NotificationKind), String> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                NotificationKind::OrderConfirmed,
+                NotificationKind::OrderCancelled,
+            ]
+            .map(|kind| ((*id, kind), orderflow::email::message_id(*id, kind)))
+        })
+        .collect();
+    let email = |order_id, kind| SentEmail {
+        order_id,
+        kind,
+        message_id: &message_ids[&(order_id, kind)],
+        recipient: "ada@example.com",
+    };
+    let before = record_emails_sent(
+        &mut conn,
+        &[email(earlier, NotificationKind::OrderConfirmed)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(before, [Recorded::Applied]);
+
+    let recorded = record_emails_sent(
+        &mut conn,
+        &[
+            email(confirmed, NotificationKind::OrderConfirmed),
+            email(confirmed, NotificationKind::OrderConfirmed),
+            email(cancelled, NotificationKind::OrderCancelled),
+            email(earlier, NotificationKind::OrderConfirmed),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        recorded,
+        [
+            Recorded::Applied,
+            Recorded::AlreadyDone,
+            Recorded::Applied,
+            Recorded::AlreadyDone,
+        ]
+    );
+    let statuses: Vec<(uuid::Uuid, String)> = orders::table
+        .filter(orders::id.eq_any(&ids))
+        .select((orders::id, orders::status))
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    for (id, status) in &statuses {
+        let expected = if *id == cancelled {
+            "cancelled"
+        } else {
+            "fulfilled"
+        };
+        assert_eq!(status, expected, "order {id}");
+    }
+    let events: Vec<(uuid::Uuid, String)> = order_events::table
+        .filter(order_events::event_type.ne("placed"))
+        .order(order_events::id)
+        .select((order_events::order_id, order_events::event_type))
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        events,
+        [
+            (earlier, "fulfilled".to_string()),
+            (confirmed, "fulfilled".to_string()),
+            (cancelled, "notified".to_string()),
+        ]
+    );
+    let sent: i64 = sent_emails::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap_or(-1);
+    assert_eq!(sent, 3);
+}
