@@ -5,7 +5,9 @@ use orderflow::lifecycle;
 use orderflow::lifecycle::ToReserve;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
+use orderflow_queue::{
+    record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
+};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve];
@@ -31,14 +33,7 @@ impl TaskHandler for ReserveInventory {
         task: &ClaimedTask,
         order_id: &Uuid,
     ) -> Result<lifecycle::Reservation, TaskError> {
-        let order = ToReserve {
-            order_id: *order_id,
-            correlation_id: task.correlation_id.as_deref(),
-        };
-        let mut reserved = lifecycle::reserve_orders(conn, &[order]).await?;
-        reserved
-            .pop()
-            .ok_or_else(|| TaskError::permanent("no reservation result"))
+        record_through_group(self, conn, task, order_id).await
     }
 
     /// A group's orders are reserved together, set-wise: their products are locked first,

@@ -12,7 +12,9 @@ use orderflow::lifecycle::SentEmail;
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
+use orderflow_queue::{
+    record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
+};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
@@ -88,16 +90,7 @@ impl TaskHandler for SendNotification {
         task: &ClaimedTask,
         sent: &Sent,
     ) -> Result<lifecycle::Recorded, TaskError> {
-        let span = tracing::Span::current();
-        let attempt = Recording {
-            task,
-            outcome: sent,
-            span: &span,
-        };
-        let mut recorded = self.record_group(conn, &[attempt]).await?;
-        recorded
-            .pop()
-            .ok_or_else(|| TaskError::permanent("no e-mail result"))
+        record_through_group(self, conn, task, sent).await
     }
 
     /// The group's e-mails are recorded set-wise: one statement per table for all of them.

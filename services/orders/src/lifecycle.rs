@@ -28,7 +28,7 @@ use crate::payment::ChargeOutcome;
 use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
-use crate::views::{Customer, OrderItem};
+use crate::views::Customer;
 
 pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
 
@@ -752,12 +752,7 @@ pub async fn notification_facts(
     let Some(row) = row else {
         return Ok(None);
     };
-    let items = order_items::table
-        .filter(order_items::order_id.eq(order_id))
-        .order(order_items::line_no)
-        .select(OrderItem::as_select())
-        .load(conn)
-        .await?;
+    let items = crate::views::order_lines(conn, order_id).await?;
     let mail = OrderMail {
         order_id,
         customer: Customer {

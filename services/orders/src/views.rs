@@ -120,6 +120,19 @@ pub async fn load_order(
         .await
 }
 
+/// An order's lines, in the order they were placed.
+pub async fn order_lines(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Vec<OrderItem>> {
+    order_items::table
+        .filter(order_items::order_id.eq(order_id))
+        .order(order_items::line_no)
+        .select(OrderItem::as_select())
+        .load(conn)
+        .await
+}
+
 async fn read_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Option<Order>> {
     let Some(row) = orders::table
         .find(order_id)
@@ -130,12 +143,7 @@ async fn read_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult
     else {
         return Ok(None);
     };
-    let items = order_items::table
-        .filter(order_items::order_id.eq(order_id))
-        .order(order_items::line_no)
-        .select(OrderItem::as_select())
-        .load(conn)
-        .await?;
+    let items = order_lines(conn, order_id).await?;
     let payment = payments::table
         .find(order_id)
         .select(PaymentView::as_select())

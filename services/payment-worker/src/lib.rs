@@ -13,7 +13,9 @@ use orderflow::payment::{
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::OrderStatus;
 use orderflow::tasks::{self, OrderTask, TaskKind};
-use orderflow_queue::{ClaimedTask, DeadTask, Recording, TaskError, TaskHandler};
+use orderflow_queue::{
+    record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
+};
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::PaymentCharge, TaskKind::PaymentRefund];
@@ -101,16 +103,7 @@ impl TaskHandler for ChargePayment {
         task: &ClaimedTask,
         charge: &Charge,
     ) -> Result<lifecycle::Recorded, TaskError> {
-        let span = tracing::Span::current();
-        let attempt = Recording {
-            task,
-            outcome: charge,
-            span: &span,
-        };
-        let mut recorded = self.record_group(conn, &[attempt]).await?;
-        recorded
-            .pop()
-            .ok_or_else(|| TaskError::permanent("no charge result"))
+        record_through_group(self, conn, task, charge).await
     }
 
     /// The group's answers are recorded set-wise: one statement per table for all of them.

@@ -57,7 +57,7 @@ pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
-pub use worker::{run_once, Recording, TaskHandler, Worker, WorkerOptions};
+pub use worker::{record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions};
 
 /// The connection pool the queue works with.
 pub type Pool = diesel_async::pooled_connection::bb8::Pool<diesel_async::AsyncPgConnection>;

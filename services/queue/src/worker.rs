@@ -105,6 +105,27 @@ pub struct Recording<'a, O> {
     pub span: &'a tracing::Span,
 }
 
+/// Records one task through the handler's [`TaskHandler::record_group`], as a group of
+/// one: the `record` of a handler that writes set-wise.
+pub async fn record_through_group<H: TaskHandler>(
+    handler: &H,
+    conn: &mut AsyncPgConnection,
+    task: &ClaimedTask,
+    outcome: &H::Outcome,
+) -> Result<H::Recorded, TaskError> {
+    let span = tracing::Span::current();
+    let attempt = Recording {
+        task,
+        outcome,
+        span: &span,
+    };
+    handler
+        .record_group(conn, &[attempt])
+        .await?
+        .pop()
+        .ok_or_else(|| TaskError::permanent("record_group returned no result"))
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// Tasks of this kind running at once in this process.

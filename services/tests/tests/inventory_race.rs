@@ -121,6 +121,27 @@ fn reservation_task() -> orderflow_queue::ClaimedTask {
     }
 }
 
+/// The inventory handler's group recording of these orders, as its worker runs it.
+async fn record_group(
+    conn: &mut diesel_async::AsyncPgConnection,
+    order_ids: &[uuid::Uuid],
+) -> Result<Vec<orderflow::lifecycle::Reservation>, orderflow_queue::TaskError> {
+    use orderflow_queue::{Recording, TaskHandler};
+    let task = reservation_task();
+    let span = tracing::Span::none();
+    let group: Vec<Recording<'_, uuid::Uuid>> = order_ids
+        .iter()
+        .map(|order_id| Recording {
+            task: &task,
+            outcome: order_id,
+            span: &span,
+        })
+        .collect();
+    inventory_worker::ReserveInventory
+        .record_group(conn, &group)
+        .await
+}
+
 /// Two reservation groups over the same two orders, in opposite order, the second
 /// started while the first is open: it waits at its first statement (the first group holds
 /// the products), then finds both orders reserved and takes nothing. No deadlock, no
@@ -128,9 +149,8 @@ fn reservation_task() -> orderflow_queue::ClaimedTask {
 #[tokio::test(flavor = "multi_thread")]
 async fn reservation_groups_sharing_products_wait_for_each_other_without_deadlock() {
     use diesel_async::AsyncConnection;
-    use inventory_worker::ReserveInventory;
     use orderflow::lifecycle::Reservation;
-    use orderflow_queue::{Recording, TaskError, TaskHandler};
+    use orderflow_queue::TaskError;
 
     let db = TestDb::new().await;
     let app = spawn_app(&db).await;
@@ -186,24 +206,6 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
         .await
         .unwrap_or_default();
     assert_eq!(stock, [9, 7]);
-
-    /// The inventory handler's group recording of these orders, as its worker runs it.
-    async fn record_group(
-        conn: &mut diesel_async::AsyncPgConnection,
-        order_ids: &[uuid::Uuid],
-    ) -> Result<Vec<Reservation>, TaskError> {
-        let task = reservation_task();
-        let span = tracing::Span::none();
-        let group: Vec<Recording<'_, uuid::Uuid>> = order_ids
-            .iter()
-            .map(|order_id| Recording {
-                task: &task,
-                outcome: order_id,
-                span: &span,
-            })
-            .collect();
-        ReserveInventory.record_group(conn, &group).await
-    }
 }
 
 /// Within one group, orders are served in the group's order from the stock the earlier
@@ -211,9 +213,7 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
 /// an order that is not paid is left alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
-    use inventory_worker::ReserveInventory;
     use orderflow::lifecycle::Reservation;
-    use orderflow_queue::{Recording, TaskHandler};
 
     let db = TestDb::new().await;
     let app = spawn_app(&db).await;
@@ -232,18 +232,7 @@ async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let task = reservation_task();
-    let span = tracing::Span::none();
-    let group: Vec<Recording<'_, uuid::Uuid>> = ids
-        .iter()
-        .map(|order_id| Recording {
-            task: &task,
-            outcome: order_id,
-            span: &span,
-        })
-        .collect();
-    let reserved = ReserveInventory
-        .record_group(&mut conn, &group)
+    let reserved = record_group(&mut conn, &ids)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let last_id: uuid::Uuid = last.parse().unwrap_or_else(|e| panic!("{e}"));
