@@ -2,7 +2,8 @@
 //! in one transaction, fenced by the claim.
 //!
 //! Attempts of a kind that allows it are recorded in groups: one transaction completes
-//! every task of the group with one fenced `UPDATE` and then writes each task's effects.
+//! every task of the group with one fenced `UPDATE` and then writes the group's effects
+//! ([`TaskHandler::record_group`]: each task's `record` in turn, or set-wise).
 //! While one group commits, the attempts finishing meanwhile queue up for the next, so a
 //! busy kind pays one commit for many tasks and an idle one waits for nobody. A group
 //! whose transaction fails is recorded again one task per transaction, so that one bad
@@ -50,6 +51,8 @@ impl<H: TaskHandler> Clone for GroupRecorder<H> {
 impl<H: TaskHandler> GroupRecorder<H> {
     /// Starts the recorder task of one kind.
     pub fn start(pool: Pool, handler: Arc<H>) -> (Self, tokio::task::JoinHandle<()>) {
+        // Unbounded, yet never longer than the worker's concurrency: each queued attempt
+        // holds one of its slots.
         let (queue, mut pending) = mpsc::unbounded_channel::<(Performed<H>, Reply<H>)>();
         let running = tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
