@@ -73,12 +73,7 @@ async fn lines_in_opposite_product_order_do_not_deadlock() {
         deadlocks_before,
         "PostgreSQL saw a deadlock"
     );
-    let stock: Vec<i32> = products::table
-        .order(products::sku)
-        .select(products::stock)
-        .load(&mut conn)
-        .await
-        .unwrap_or_default();
+    let stock = stock_by_sku(&mut conn).await;
     assert_eq!(stock, [1000 - 60, 1000 - 120, 1000 - 60]);
 
     // Invariant 2: what left the shelves is what fulfilled orders hold.
@@ -199,12 +194,7 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
         [Reservation::NotApplicable, Reservation::NotApplicable]
     );
     assert_eq!(deadlocks(&mut conn, &db.name).await, deadlocks_before);
-    let stock: Vec<i32> = products::table
-        .order(products::sku)
-        .select(products::stock)
-        .load(&mut conn)
-        .await
-        .unwrap_or_default();
+    let stock = stock_by_sku(&mut conn).await;
     assert_eq!(stock, [9, 7]);
 }
 
@@ -313,4 +303,14 @@ async fn wait_for_a_lock_wait(db: &TestDb) {
         },
     )
     .await;
+}
+
+/// Every product's stock, in sku order.
+async fn stock_by_sku(conn: &mut diesel_async::AsyncPgConnection) -> Vec<i32> {
+    products::table
+        .order(products::sku)
+        .select(products::stock)
+        .load(conn)
+        .await
+        .unwrap_or_default()
 }

@@ -17,6 +17,24 @@ use orderflow_tests::{wait_until, TestDb};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+/// The associated types and the `record` of a test handler whose tasks have no effects
+/// to write (the worker still completes them).
+macro_rules! records_nothing {
+    () => {
+        type Outcome = ();
+        type Recorded = ();
+
+        async fn record(
+            &self,
+            _conn: &mut AsyncPgConnection,
+            _task: &ClaimedTask,
+            _outcome: &(),
+        ) -> Result<(), TaskError> {
+            Ok(())
+        }
+    };
+}
+
 fn kind(name: &'static str, max_attempts: i32) -> KindConfig {
     KindConfig {
         kind: name,
@@ -288,8 +306,7 @@ impl RunningWorker {
 }
 
 impl TaskHandler for AlwaysFails {
-    type Outcome = ();
-    type Recorded = ();
+    records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
@@ -298,15 +315,6 @@ impl TaskHandler for AlwaysFails {
         } else {
             Err(TaskError::retryable("connection refused"))
         }
-    }
-
-    async fn record(
-        &self,
-        _conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
-        Ok(())
     }
 
     async fn on_dead(
@@ -462,19 +470,9 @@ async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
 struct Completes;
 
 impl TaskHandler for Completes {
-    type Outcome = ();
-    type Recorded = ();
+    records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    async fn record(
-        &self,
-        _conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -552,8 +550,7 @@ impl Drop for DropCounter<'_> {
 }
 
 impl TaskHandler for Gate {
-    type Outcome = ();
-    type Recorded = ();
+    records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         let attempt = self.started.fetch_add(1, Ordering::SeqCst) + 1;
@@ -562,15 +559,6 @@ impl TaskHandler for Gate {
             self.open.notified().await;
         }
         guard.1 = true;
-        Ok(())
-    }
-
-    async fn record(
-        &self,
-        _conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -838,22 +826,12 @@ struct PanicsOnce {
 }
 
 impl TaskHandler for PanicsOnce {
-    type Outcome = ();
-    type Recorded = ();
+    records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
         if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("boom");
         }
-        Ok(())
-    }
-
-    async fn record(
-        &self,
-        _conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -1057,19 +1035,9 @@ struct HookPanicsOnce {
 }
 
 impl TaskHandler for HookPanicsOnce {
-    type Outcome = ();
-    type Recorded = ();
+    records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    async fn record(
-        &self,
-        _conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
         Ok(())
     }
 
