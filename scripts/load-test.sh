@@ -6,7 +6,7 @@
 #   scripts/load-test.sh [smoke|load|stress|soak]
 #
 # Environment: RATE, DURATION, POLL, BROWSE_EVERY (passed to k6, see load-tests/README.md);
-# CARGO_PROFILE (release; dev reuses the test build); CEILING_SECONDS (10; 0 skips pgbench);
+# CARGO_PROFILE (release; dev reuses the test build); BIN_DIR (prebuilt binaries: no build); CEILING_SECONDS (10; 0 skips pgbench);
 # WORKER_CONCURRENCY and DB_POOL_SIZE are passed to the services.
 # Exit status: non-zero when k6's thresholds fail, the queue does not drain, or an
 # invariant is violated.
@@ -30,9 +30,15 @@ if [ ! -x "$venv/k6" ]; then
 fi
 k6="$venv/k6"
 
-log "building ($cargo_profile)"
-cargo build --profile "$cargo_profile" --locked --bins
-case "$cargo_profile" in dev) bin="$ROOT/target/debug" ;; *) bin="$ROOT/target/$cargo_profile" ;; esac
+if [ -n "${BIN_DIR:-}" ]; then
+    # Prebuilt binaries, e.g. two builds compared run by run.
+    bin="$(cd "$BIN_DIR" && pwd)"
+    log "using the binaries in $bin"
+else
+    log "building ($cargo_profile)"
+    cargo build --profile "$cargo_profile" --locked --bins
+    case "$cargo_profile" in dev) bin="$ROOT/target/debug" ;; *) bin="$ROOT/target/$cargo_profile" ;; esac
+fi
 
 run_id="$(date -u +%Y%m%dT%H%M%SZ)-$profile"
 out="$ROOT/.data/load/$run_id"

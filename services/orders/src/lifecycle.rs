@@ -28,7 +28,7 @@ use crate::payment::ChargeOutcome;
 use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
-use crate::views::Customer;
+use crate::views::{Customer, OrderItem};
 
 pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
 
@@ -461,7 +461,7 @@ impl ReservationWrites {
     async fn apply(self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
         if !self.taken.is_empty() {
             let (ids, units): (Vec<Uuid>, Vec<i32>) = self.taken.into_iter().unzip();
-            diesel::sql_query(
+            orderflow_queue::prepared_sql(
                 "UPDATE products AS p SET stock = p.stock - taken.units, updated_at = now() \
                  FROM unnest($1::uuid[], $2::int4[]) AS taken(id, units) \
                  WHERE p.id = taken.id",
@@ -721,8 +721,8 @@ pub async fn captured_payment(
 }
 
 /// What the notification step needs: the e-mail's facts about the order, and whether this
-/// e-mail was already sent and recorded (then it must not be sent again). Two statements:
-/// the order with its payment, then its lines (which never change).
+/// e-mail was already sent and recorded (then it must not be sent again). One statement:
+/// a row per line, each with the order's columns and its payment's status.
 pub async fn notification_facts(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
@@ -733,40 +733,42 @@ pub async fn notification_facts(
             .filter(sent_emails::order_id.eq(order_id))
             .filter(sent_emails::kind.eq(kind.as_str())),
     );
-    let row: Option<NotificationRow> = orders::table
-        .left_join(payments::table)
-        .filter(orders::id.eq(order_id))
+    let rows: Vec<(NotificationRow, OrderItem)> = order_items::table
+        .inner_join(orders::table.left_join(payments::table))
+        .filter(order_items::order_id.eq(order_id))
+        .order(order_items::line_no)
         .select((
-            orders::customer_email,
-            orders::customer_name,
-            orders::cancel_reason,
-            payments::status.nullable(),
-            orders::total_cents,
-            orders::currency,
-            orders::created_at,
-            already_sent,
+            (
+                orders::customer_email,
+                orders::customer_name,
+                orders::cancel_reason,
+                payments::status.nullable(),
+                orders::total_cents,
+                orders::currency,
+                orders::created_at,
+                already_sent,
+            ),
+            OrderItem::as_select(),
         ))
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(row) = row else {
+        .load(conn)
+        .await?;
+    // Every order has at least one line: no rows, no order. (`<[_]>::first`, not diesel's.)
+    let Some(((email, name, cancel_reason, payment, total_cents, currency, created_at, sent), _)) =
+        <[_]>::first(&rows).cloned()
+    else {
         return Ok(None);
     };
-    let items = crate::views::order_lines(conn, order_id).await?;
     let mail = OrderMail {
         order_id,
-        customer: Customer {
-            email: row.0,
-            name: row.1,
-        },
-        cancel_reason: row.2,
-        refunded: row.3.as_deref() == Some(PaymentStatus::Refunded.as_str()),
-        items,
-        total_cents: row.4,
-        currency: row.5,
-        created_at: row.6,
+        customer: Customer { email, name },
+        cancel_reason,
+        refunded: payment.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+        items: rows.into_iter().map(|(_, item)| item).collect(),
+        total_cents,
+        currency,
+        created_at,
     };
-    Ok(Some((mail, row.7)))
+    Ok(Some((mail, sent)))
 }
 
 type NotificationRow = (

@@ -1,15 +1,16 @@
-//! Placing an order: the order, its lines, the `placed` event and the first task, in one
-//! transaction.
+//! Placing an order: the order, its lines, the `placed` event and the first task, written
+//! by one statement in one transaction.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use orderflow_queue::prepared_sql;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::lifecycle::append_event;
-use crate::schema::{order_items, orders, products};
+use crate::schema::orders;
 use crate::status::{EventType, OrderStatus};
 use crate::tasks;
 use crate::views::{Customer, Order, OrderEvent, OrderItem};
@@ -62,6 +63,81 @@ pub enum PlaceError {
     Database(#[from] diesel::result::Error),
 }
 
+/// The whole placement in one statement, so that an order costs one statement and one
+/// commit: price the lines from the catalog, then (only when every product is known and
+/// they share one currency) insert the order, its lines, its `placed` event and its first
+/// task. The one row it returns says what the catalog had and whether the order was
+/// inserted; no row of the order is written otherwise. With an idempotency key already
+/// taken, a concurrent duplicate waits here for the first to commit and inserts nothing.
+const PLACE_ORDER: &str = "\
+WITH line AS ( \
+    SELECT l.product_id, l.quantity, (l.position - 1)::int4 AS line_no \
+    FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS l(product_id, quantity, position)), \
+priced AS ( \
+    SELECT line.line_no, line.product_id, line.quantity, p.sku, p.price_cents, p.currency \
+    FROM line JOIN products p ON p.id = line.product_id), \
+catalog AS ( \
+    SELECT count(*) AS known, count(DISTINCT currency) AS currencies, min(currency) AS currency, \
+           coalesce(sum(price_cents * quantity), 0)::int8 AS total_cents, \
+           array_agg(product_id) AS product_ids, array_agg(sku) AS skus, \
+           array_agg(price_cents) AS prices \
+    FROM priced), \
+new_order AS ( \
+    INSERT INTO orders (id, status, customer_email, customer_name, shipping_address, \
+                        payment_token, total_cents, currency, idempotency_key, request_fingerprint) \
+    SELECT $3, $4, $5, $6, $7, $8, catalog.total_cents, catalog.currency, $9, $10 \
+    FROM catalog WHERE catalog.known = (SELECT count(*) FROM line) AND catalog.currencies = 1 \
+    ON CONFLICT (idempotency_key) DO NOTHING \
+    RETURNING id, created_at), \
+items AS ( \
+    INSERT INTO order_items (order_id, line_no, product_id, sku, quantity, unit_price_cents) \
+    SELECT new_order.id, priced.line_no, priced.product_id, priced.sku, priced.quantity, \
+           priced.price_cents \
+    FROM new_order CROSS JOIN priced), \
+placed AS ( \
+    INSERT INTO order_events (order_id, type, details) \
+    SELECT new_order.id, $11, jsonb_build_object('total_cents', catalog.total_cents) \
+    FROM new_order CROSS JOIN catalog), \
+first_task AS ( \
+    SELECT enqueue_task($12, $13, $14, $15, $16) AS id FROM new_order) \
+SELECT catalog.known, catalog.currencies, catalog.currency, catalog.total_cents, \
+       catalog.product_ids, catalog.skus, catalog.prices, new_order.created_at, \
+       first_task.id AS task_id \
+FROM catalog LEFT JOIN new_order ON true LEFT JOIN first_task ON true";
+
+/// What [`PLACE_ORDER`] found and did.
+#[derive(QueryableByName)]
+struct Placement {
+    #[diesel(sql_type = Int8)]
+    known: i64,
+    #[diesel(sql_type = Int8)]
+    currencies: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    currency: Option<String>,
+    #[diesel(sql_type = Int8)]
+    total_cents: i64,
+    #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
+    product_ids: Option<Vec<Uuid>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    skus: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Array<Int8>>)]
+    prices: Option<Vec<i64>>,
+    /// Set when the order was inserted.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Int8>)]
+    task_id: Option<i64>,
+}
+
+/// Places an order: one statement ([`PLACE_ORDER`]) in an explicit transaction. A replayed
+/// idempotency key costs a second statement, which reads the earlier order's id.
+///
+/// Why not the statement alone, in an implicit transaction: that commits when the server
+/// processes the protocol's Sync, after the statement's rows are already in its output
+/// buffer. A server that crashes during that commit flushes the buffer as it dies, and a
+/// client that does not wait for ReadyForQuery (tokio-postgres does not) reads a placed
+/// order that was never committed. The fault-injection test caught exactly this: 202s for
+/// orders lost in a PostgreSQL crash. An explicit COMMIT answers only once it is durable.
 pub async fn place_order(
     conn: &mut AsyncPgConnection,
     order: &NewOrder,
@@ -75,84 +151,56 @@ async fn insert_order(
     order: &NewOrder,
 ) -> Result<Placed, PlaceError> {
     let product_ids: Vec<Uuid> = order.lines.iter().map(|line| line.product_id).collect();
-    let catalog: HashMap<Uuid, (String, i64, String)> = products::table
-        .filter(products::id.eq_any(&product_ids))
-        .select((
-            products::id,
-            (products::sku, products::price_cents, products::currency),
-        ))
-        .load::<(Uuid, (String, i64, String))>(conn)
-        .await?
-        .into_iter()
-        .collect();
-    let unknown: Vec<Uuid> = product_ids
-        .iter()
-        .filter(|id| !catalog.contains_key(id))
-        .copied()
-        .collect();
-    if !unknown.is_empty() {
-        return Err(PlaceError::UnknownProducts(unknown));
-    }
-    let mut currencies = catalog.values().map(|(_, _, currency)| currency.as_str());
-    let currency = currencies.next().unwrap_or("USD").to_string();
-    if currencies.any(|other| other != currency) {
-        return Err(PlaceError::MixedCurrencies);
-    }
-    let total_cents: i64 = order
-        .lines
-        .iter()
-        .map(|line| catalog[&line.product_id].1 * i64::from(line.quantity))
-        .sum();
-
+    let quantities: Vec<i32> = order.lines.iter().map(|line| line.quantity).collect();
     let order_id = Uuid::now_v7();
     let (key, fingerprint) = order.idempotency.clone().unzip();
-    // With a key, a concurrent duplicate blocks here until the first commits, then
-    // inserts nothing and finds the first's order below.
-    let created_at: Vec<DateTime<Utc>> = diesel::insert_into(orders::table)
-        .values((
-            orders::id.eq(order_id),
-            orders::status.eq(OrderStatus::Pending.as_str()),
-            orders::customer_email.eq(&order.customer_email),
-            orders::customer_name.eq(&order.customer_name),
-            orders::shipping_address.eq(&order.shipping_address),
-            orders::payment_token.eq(&order.payment_token),
-            orders::total_cents.eq(total_cents),
-            orders::currency.eq(&currency),
-            orders::idempotency_key.eq(&key),
-            orders::request_fingerprint.eq(&fingerprint),
-        ))
-        .on_conflict(orders::idempotency_key)
-        .do_nothing()
-        .returning(orders::created_at)
-        .get_results(conn)
+    let first_task = tasks::charge_payment(order_id);
+    let placement: Placement = prepared_sql(PLACE_ORDER)
+        .bind::<Array<SqlUuid>, _>(&product_ids)
+        .bind::<Array<Int4>, _>(&quantities)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Text, _>(OrderStatus::Pending.as_str())
+        .bind::<Text, _>(&order.customer_email)
+        .bind::<Text, _>(&order.customer_name)
+        .bind::<Nullable<Jsonb>, _>(&order.shipping_address)
+        .bind::<Text, _>(&order.payment_token)
+        .bind::<Nullable<Text>, _>(&key)
+        .bind::<Nullable<Text>, _>(&fingerprint)
+        .bind::<Text, _>(EventType::Placed.as_str())
+        .bind::<Text, _>(first_task.kind)
+        .bind::<Jsonb, _>(&first_task.payload)
+        .bind::<Int4, _>(first_task.max_attempts)
+        .bind::<Nullable<Text>, _>(&first_task.unique_key)
+        .bind::<Nullable<Text>, _>(first_task.stored_correlation_id())
+        .get_result(conn)
         .await?;
-    let Some(created_at) = created_at.into_iter().next() else {
+
+    let catalog: HashMap<Uuid, (String, i64)> = placement
+        .product_ids
+        .unwrap_or_default()
+        .into_iter()
+        .zip(placement.skus.unwrap_or_default())
+        .zip(placement.prices.unwrap_or_default())
+        .map(|((id, sku), price)| (id, (sku, price)))
+        .collect();
+    if placement.known < product_ids.len() as i64 {
+        let unknown = product_ids
+            .iter()
+            .filter(|id| !catalog.contains_key(id))
+            .copied()
+            .collect();
+        return Err(PlaceError::UnknownProducts(unknown));
+    }
+    if placement.currencies != 1 {
+        return Err(PlaceError::MixedCurrencies);
+    }
+    let Some(created_at) = placement.created_at else {
         return replay(conn, key.as_deref(), fingerprint.as_deref()).await;
     };
-
-    let items: Vec<_> = order
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(line_no, line)| {
-            let (sku, price, _) = &catalog[&line.product_id];
-            (
-                order_items::order_id.eq(order_id),
-                order_items::line_no.eq(line_no as i32),
-                order_items::product_id.eq(line.product_id),
-                order_items::sku.eq(sku.clone()),
-                order_items::quantity.eq(line.quantity),
-                order_items::unit_price_cents.eq(*price),
-            )
-        })
-        .collect();
-    diesel::insert_into(order_items::table)
-        .values(items)
-        .execute(conn)
-        .await?;
+    tracing::debug!(task_id = placement.task_id, "order and first task inserted");
+    let currency = placement.currency.unwrap_or_default();
+    let total_cents = placement.total_cents;
     let placed_details = json!({ "total_cents": total_cents });
-    append_event(conn, order_id, EventType::Placed, placed_details.clone()).await?;
-    orderflow_queue::enqueue(conn, &tasks::charge_payment(order_id)).await?;
     // Everything of the new order is known here; `now()` is the transaction's start, so the
     // `placed` event has the order's own timestamp.
     let view = Order {
@@ -167,14 +215,14 @@ async fn insert_order(
         items: order
             .lines
             .iter()
-            .map(|line| {
-                let (sku, price, _) = &catalog[&line.product_id];
-                OrderItem {
+            .filter_map(|line| {
+                let (sku, price) = catalog.get(&line.product_id)?;
+                Some(OrderItem {
                     product_id: line.product_id,
                     sku: sku.clone(),
                     quantity: line.quantity,
                     unit_price_cents: *price,
-                }
+                })
             })
             .collect(),
         total_cents,

@@ -4,7 +4,7 @@ use diesel::sql_types::{Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::{ClaimedTask, DeadTask, NewTask, TaskError};
+use crate::{prepared_sql, ClaimedTask, DeadTask, NewTask, TaskError};
 
 diesel::define_sql_function! {
     /// The time now, not at the start of the transaction: a lease that ran out while the
@@ -82,9 +82,7 @@ pub async fn enqueue_all(
 }
 
 fn correlation_of(task: &NewTask) -> Option<String> {
-    task.correlation_id
-        .clone()
-        .or_else(crate::current_correlation_id)
+    task.stored_correlation_id()
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and
@@ -100,7 +98,7 @@ pub async fn claim_batch(
     // Two index-ordered scans, each stopping at the limit: one `OR` over both states would
     // read every due task and sort them, for every claim (seen: 600 tasks/s with 20,000
     // waiting). Expired leases first: their tasks have waited longest.
-    diesel::sql_query(
+    prepared_sql(
         "WITH expired AS ( \
              SELECT id FROM tasks \
              WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
@@ -181,21 +179,21 @@ pub async fn fail(
         state: String,
     }
     let permanent = matches!(error, TaskError::Permanent(_));
-    let outcome: Option<Outcome> = diesel::sql_query(
+    let outcome: Option<Outcome> = prepared_sql(
         "UPDATE tasks SET \
-             state = CASE WHEN $3 OR attempts >= max_attempts THEN 'dead' ELSE 'waiting' END, \
-             run_at = now() + make_interval(secs => $4), \
-             claim_token = NULL, lease_expires_at = NULL, last_error = $5, updated_at = now(), \
+             state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'waiting' END, \
+             run_at = now() + make_interval(secs => $2), \
+             claim_token = NULL, lease_expires_at = NULL, last_error = $3, updated_at = now(), \
              errors = errors || jsonb_build_array(jsonb_build_object( \
-                 'attempt', attempts, 'at', now(), 'error', $5::text)) \
-         WHERE id = $1 AND claim_token = $2 AND state = 'running' \
+                 'attempt', attempts, 'at', now(), 'error', $3::text)) \
+         WHERE id = $4 AND claim_token = $5 AND state = 'running' \
          RETURNING state",
     )
-    .bind::<Int8, _>(task.id)
-    .bind::<SqlUuid, _>(task.claim_token)
     .bind::<Bool, _>(permanent)
     .bind::<Double, _>(backoff.as_secs_f64())
     .bind::<Text, _>(error.to_string())
+    .bind::<Int8, _>(task.id)
+    .bind::<SqlUuid, _>(task.claim_token)
     .get_result(conn)
     .await
     .optional()?;
@@ -212,7 +210,7 @@ pub(crate) async fn bury_expired(
     conn: &mut AsyncPgConnection,
     kind: &str,
 ) -> diesel::QueryResult<Vec<DeadTask>> {
-    diesel::sql_query(
+    prepared_sql(
         "UPDATE tasks SET state = 'dead', last_error = 'lease expired during the last attempt', \
              errors = errors || jsonb_build_array(jsonb_build_object( \
                  'attempt', attempts, 'at', now(), 'error', 'lease expired during the last attempt')), \
@@ -237,14 +235,14 @@ pub async fn extend_lease(
     task: &ClaimedTask,
     lease: Duration,
 ) -> diesel::QueryResult<bool> {
-    let updated = diesel::sql_query(
-        "UPDATE tasks SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) \
-         WHERE id = $1 AND claim_token = $2 AND state = 'running' \
+    let updated = prepared_sql(
+        "UPDATE tasks SET lease_expires_at = clock_timestamp() + make_interval(secs => $1) \
+         WHERE id = $2 AND claim_token = $3 AND state = 'running' \
            AND lease_expires_at > clock_timestamp()",
     )
+    .bind::<Double, _>(lease.as_secs_f64())
     .bind::<Int8, _>(task.id)
     .bind::<SqlUuid, _>(task.claim_token)
-    .bind::<Double, _>(lease.as_secs_f64())
     .execute(conn)
     .await?;
     Ok(updated == 1)
@@ -259,7 +257,7 @@ pub async fn release(
     claims: &[(i64, uuid::Uuid)],
 ) -> diesel::QueryResult<usize> {
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
-    let released = diesel::sql_query(
+    let released = prepared_sql(
         "UPDATE tasks AS t SET state = 'waiting', run_at = now(), \
              attempts = greatest(t.attempts - 1, 0), claim_token = NULL, \
              lease_expires_at = NULL, updated_at = now() \
@@ -271,7 +269,7 @@ pub async fn release(
     .execute(conn)
     .await?;
     if released > 0 {
-        diesel::sql_query("SELECT pg_notify($1, '')")
+        prepared_sql("SELECT pg_notify($1, '')")
             .bind::<Text, _>(notify_channel(kind))
             .execute(conn)
             .await?;

@@ -5,6 +5,8 @@
 //! - **Transactional enqueue.** [`enqueue`] runs on the caller's connection, inside the
 //!   caller's transaction: a task exists if and only if that transaction commits. The
 //!   table's insert trigger sends a NOTIFY on the kind's channel, delivered at commit.
+//!   A statement written in SQL enqueues with the SQL function `enqueue_task(kind,
+//!   payload, max_attempts, unique_key, correlation_id)`, the same insert.
 //! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
 //!   with `FOR UPDATE SKIP LOCKED`, gives each a fresh claim token and a lease, and
 //!   commits at once: no transaction stays open while a task runs.
@@ -43,6 +45,7 @@ mod claim;
 mod correlation;
 mod error;
 mod listener;
+mod prepared;
 mod record;
 mod schema;
 mod task;
@@ -56,6 +59,7 @@ pub use claim::{
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
+pub use prepared::{prepared_sql, PreparedSql};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
 pub use worker::{record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions};
 

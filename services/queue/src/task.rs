@@ -69,6 +69,13 @@ impl NewTask {
         self
     }
 
+    /// The correlation id stored with the task: its own, or else the current one.
+    pub fn stored_correlation_id(&self) -> Option<String> {
+        self.correlation_id
+            .clone()
+            .or_else(crate::current_correlation_id)
+    }
+
     /// Makes the task unique: enqueueing it again (another path asking for the same work)
     /// is a no-op.
     pub fn unique(mut self, key: impl Into<String>) -> Self {

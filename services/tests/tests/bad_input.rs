@@ -62,9 +62,22 @@ async fn bad_orders_are_refused_and_write_nothing() {
     let db = TestDb::new().await;
     let app = spawn_app(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
+    let euro_mug = app
+        .client
+        .post(app.url("/products"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "sku": "MUG-EU", "name": "Mug (EUR)", "price_cents": 900, "currency": "EUR", "stock": 10 }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json::<Value>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))["id"]
+        .clone();
     let before = footprint(&db).await;
 
     let valid = order_body("tok_visa", &[(&mug, 1)]);
+    let unknown = uuid::Uuid::new_v4();
     let with = |pointer: &str, value: Value| {
         let mut body = valid.clone();
         match body.pointer_mut(pointer) {
@@ -137,6 +150,24 @@ async fn bad_orders_are_refused_and_write_nothing() {
             "unknown_product",
         ),
         (
+            "an unknown product among known ones",
+            with(
+                "/items",
+                json!([{ "product_id": mug, "quantity": 1 }, { "product_id": unknown, "quantity": 1 }]),
+            ),
+            422,
+            "unknown_product",
+        ),
+        (
+            "products priced in two currencies",
+            with(
+                "/items",
+                json!([{ "product_id": mug, "quantity": 1 }, { "product_id": euro_mug, "quantity": 1 }]),
+            ),
+            422,
+            "validation_failed",
+        ),
+        (
             "product id not a uuid",
             with("/items/0/product_id", json!("mug")),
             422,
@@ -193,6 +224,23 @@ async fn bad_orders_are_refused_and_write_nothing() {
     for (case, body, status, code) in cases {
         expect_error(app.post_json("/orders", &body).await, status, code, case).await;
     }
+
+    // The error names exactly the products the catalog lacks.
+    let partly_unknown = with(
+        "/items",
+        json!([{ "product_id": mug, "quantity": 1 }, { "product_id": unknown, "quantity": 1 }]),
+    );
+    let body: Value = app
+        .post_json("/orders", &partly_unknown)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        body["error"]["details"]["product_ids"],
+        json!([unknown]),
+        "{body}"
+    );
 
     let malformed = app
         .client

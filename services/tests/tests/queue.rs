@@ -1065,3 +1065,69 @@ async fn a_panic_in_the_committed_hook_neither_undoes_the_task_nor_stops_the_rec
     assert_eq!(AtomicUsize::load(&handler.hooks, Ordering::SeqCst), 2);
     worker.stop().await;
 }
+
+async fn prepared_copies(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1")
+        .bind::<Text, _>(sql)
+        .get_result::<Count>(conn)
+        .await
+        .map(|row| row.n)
+        .unwrap_or(-1)
+}
+
+/// A hand-written statement is prepared once per connection and then reused (the claim
+/// and the order placement are such statements); `sql_query` is planned on every call. A
+/// placeholder may be used again; one first used out of order is refused before sending.
+#[tokio::test(flavor = "multi_thread")]
+async fn hand_written_sql_is_prepared_once_per_connection() {
+    #[derive(QueryableByName)]
+    struct Sum {
+        #[diesel(sql_type = Int4)]
+        value: i32,
+    }
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    const PREPARED: &str = "SELECT $1::int4 + $2::int4 * $1 AS value";
+    for (a, b, expected) in [(1, 2, 3), (2, 5, 12), (3, 0, 3)] {
+        let sum: Sum = orderflow_queue::prepared_sql(PREPARED)
+            .bind::<Int4, _>(a)
+            .bind::<Int4, _>(b)
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sum.value, expected, "{a} + {b} * {a}");
+    }
+    assert_eq!(prepared_copies(&mut conn, PREPARED).await, 1);
+
+    const UNPREPARED: &str = "SELECT $1::int4 AS value";
+    for value in [1, 2] {
+        let sum: Sum = diesel::sql_query(UNPREPARED)
+            .bind::<Int4, _>(value)
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sum.value, value);
+    }
+    assert_eq!(prepared_copies(&mut conn, UNPREPARED).await, 0);
+
+    let out_of_order = orderflow_queue::prepared_sql("SELECT $2::int4 + $1::int4 AS value")
+        .bind::<Int4, _>(1)
+        .bind::<Int4, _>(2)
+        .get_result::<Sum>(&mut conn)
+        .await;
+    assert!(
+        matches!(
+            out_of_order,
+            Err(diesel::result::Error::QueryBuilderError(_))
+        ),
+        "placeholders out of order must be refused"
+    );
+    let missing_bind = orderflow_queue::prepared_sql("SELECT $1::int4 + $2::int4 AS value")
+        .bind::<Int4, _>(1)
+        .get_result::<Sum>(&mut conn)
+        .await;
+    assert!(matches!(
+        missing_bind,
+        Err(diesel::result::Error::QueryBuilderError(_))
+    ));
+}

@@ -1,0 +1,1 @@
+DROP FUNCTION enqueue_task(text, jsonb, integer, text, text);
