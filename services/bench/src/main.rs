@@ -99,6 +99,9 @@ struct Bench {
     pool: Pool,
     url: String,
     concurrency: usize,
+    /// The services' claim cooldown (`WORKER_CLAIM_COOLDOWN_MS`), so that the queue is
+    /// measured as they run it.
+    claim_cooldown: Duration,
 }
 
 impl Bench {
@@ -117,6 +120,7 @@ impl Bench {
                 concurrency: self.concurrency,
                 poll_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(5),
+                claim_cooldown: self.claim_cooldown,
             };
             let worker = Worker::new(self.pool.clone(), kind, Arc::new(handler), options, wakeup);
             running.spawn(worker.run(shutdown.clone()));
@@ -289,6 +293,7 @@ async fn main() -> Result<(), AnyError> {
         pool,
         url,
         concurrency,
+        claim_cooldown: orderflow::config::WorkerConfig::from_env()?.claim_cooldown,
     };
     {
         // Every run starts from the same table: earlier runs' rows gone, their dead

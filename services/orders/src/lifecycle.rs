@@ -28,7 +28,7 @@ use crate::payment::ChargeOutcome;
 use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
-use crate::views::{Customer, OrderItem};
+use crate::views::Customer;
 
 pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
 
@@ -339,13 +339,14 @@ pub struct ToReserve<'a> {
 /// lines or none, decided in the given order against the stock left by the orders before
 /// it. A few statements serve the whole group, whatever its size:
 ///
-/// 1. lock the products of every order, in id order, so that two reserving transactions
+/// 1. read the orders' lines (they never change, so no lock is needed);
+/// 2. lock the products of every order, in id order, so that two reserving transactions
 ///    never deadlock; `FOR NO KEY UPDATE` (not `FOR UPDATE`) leaves the foreign-key checks
 ///    of concurrent order inserts unblocked;
-/// 2. lock the orders, in id order, and read their status: an order cancelled meanwhile is
+/// 3. lock the orders, in id order, and read their status: an order cancelled meanwhile is
 ///    left alone, and a cancellation waits until this transaction ends;
-/// 3. read the lines, decide in memory, then write the stock, the transitions, the timeline
-///    events and the follow-up tasks set-wise.
+/// 4. decide in memory, then write the stock, the transitions, the timeline events and
+///    the follow-up tasks set-wise.
 ///
 /// Stock is checked under the lock, so reservations never oversell.
 pub async fn reserve_orders(
@@ -353,30 +354,7 @@ pub async fn reserve_orders(
     orders_to_reserve: &[ToReserve<'_>],
 ) -> QueryResult<Vec<Reservation>> {
     let order_ids: Vec<Uuid> = orders_to_reserve.iter().map(|o| o.order_id).collect();
-    let mut stock: HashMap<Uuid, i32> = products::table
-        .filter(
-            products::id.eq_any(
-                order_items::table
-                    .filter(order_items::order_id.eq_any(&order_ids))
-                    .select(order_items::product_id),
-            ),
-        )
-        .order(products::id)
-        .select((products::id, products::stock))
-        .for_no_key_update()
-        .load::<(Uuid, i32)>(conn)
-        .await?
-        .into_iter()
-        .collect();
-    let mut statuses: HashMap<Uuid, String> = orders::table
-        .filter(orders::id.eq_any(&order_ids))
-        .order(orders::id)
-        .select((orders::id, orders::status))
-        .for_no_key_update()
-        .load::<(Uuid, String)>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    // Lines never change once placed: they are read before anything is locked.
     let mut lines: HashMap<Uuid, Vec<(Uuid, i32)>> = HashMap::new();
     for (order_id, product_id, quantity) in order_items::table
         .filter(order_items::order_id.eq_any(&order_ids))
@@ -393,6 +371,29 @@ pub async fn reserve_orders(
             .or_default()
             .push((product_id, quantity));
     }
+    let mut product_ids: Vec<Uuid> = lines.values().flatten().map(|(id, _)| *id).collect();
+    product_ids.sort_unstable();
+    product_ids.dedup();
+    // By primary key, so the planner reads just these rows (a subquery over the lines had
+    // it scan the whole catalog).
+    let mut stock: HashMap<Uuid, i32> = products::table
+        .filter(products::id.eq_any(&product_ids))
+        .order(products::id)
+        .select((products::id, products::stock))
+        .for_no_key_update()
+        .load::<(Uuid, i32)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut statuses: HashMap<Uuid, String> = orders::table
+        .filter(orders::id.eq_any(&order_ids))
+        .order(orders::id)
+        .select((orders::id, orders::status))
+        .for_no_key_update()
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
 
     let mut writes = ReservationWrites::default();
     let mut reservations = Vec::with_capacity(orders_to_reserve.len());
@@ -721,8 +722,10 @@ pub async fn captured_payment(
 }
 
 /// What the notification step needs: the e-mail's facts about the order, and whether this
-/// e-mail was already sent and recorded (then it must not be sent again). One statement:
-/// a row per line, each with the order's columns and its payment's status.
+/// e-mail was already sent and recorded (then it must not be sent again). Two statements:
+/// the order with its payment, then its lines (which never change). Two lookups by key,
+/// not one join: on tables without statistics (a fresh database, autovacuum off) the
+/// join's cached generic plan hashed a scan of the whole `orders` table for every e-mail.
 pub async fn notification_facts(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
@@ -733,42 +736,40 @@ pub async fn notification_facts(
             .filter(sent_emails::order_id.eq(order_id))
             .filter(sent_emails::kind.eq(kind.as_str())),
     );
-    let rows: Vec<(NotificationRow, OrderItem)> = order_items::table
-        .inner_join(orders::table.left_join(payments::table))
-        .filter(order_items::order_id.eq(order_id))
-        .order(order_items::line_no)
+    let row: Option<NotificationRow> = orders::table
+        .left_join(payments::table)
+        .filter(orders::id.eq(order_id))
         .select((
-            (
-                orders::customer_email,
-                orders::customer_name,
-                orders::cancel_reason,
-                payments::status.nullable(),
-                orders::total_cents,
-                orders::currency,
-                orders::created_at,
-                already_sent,
-            ),
-            OrderItem::as_select(),
+            orders::customer_email,
+            orders::customer_name,
+            orders::cancel_reason,
+            payments::status.nullable(),
+            orders::total_cents,
+            orders::currency,
+            orders::created_at,
+            already_sent,
         ))
-        .load(conn)
-        .await?;
-    // Every order has at least one line: no rows, no order. (`<[_]>::first`, not diesel's.)
-    let Some(((email, name, cancel_reason, payment, total_cents, currency, created_at, sent), _)) =
-        <[_]>::first(&rows).cloned()
-    else {
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(row) = row else {
         return Ok(None);
     };
+    let items = crate::views::order_lines(conn, order_id).await?;
     let mail = OrderMail {
         order_id,
-        customer: Customer { email, name },
-        cancel_reason,
-        refunded: payment.as_deref() == Some(PaymentStatus::Refunded.as_str()),
-        items: rows.into_iter().map(|(_, item)| item).collect(),
-        total_cents,
-        currency,
-        created_at,
+        customer: Customer {
+            email: row.0,
+            name: row.1,
+        },
+        cancel_reason: row.2,
+        refunded: row.3.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+        items,
+        total_cents: row.4,
+        currency: row.5,
+        created_at: row.6,
     };
-    Ok(Some((mail, sent)))
+    Ok(Some((mail, row.7)))
 }
 
 type NotificationRow = (

@@ -75,7 +75,7 @@ WITH line AS ( \
     FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS l(product_id, quantity, position)), \
 priced AS ( \
     SELECT line.line_no, line.product_id, line.quantity, p.sku, p.price_cents, p.currency \
-    FROM line JOIN products p ON p.id = line.product_id), \
+    FROM line JOIN products p ON p.id = line.product_id WHERE p.id = ANY($1::uuid[])), \
 catalog AS ( \
     SELECT count(*) AS known, count(DISTINCT currency) AS currencies, min(currency) AS currency, \
            coalesce(sum(price_cents * quantity), 0)::int8 AS total_cents, \

@@ -44,6 +44,7 @@ impl WorkerRuntime {
                 concurrency: worker.concurrency,
                 poll_interval: worker.poll_interval,
                 shutdown_grace: worker.shutdown_grace,
+                claim_cooldown: worker.claim_cooldown,
             },
             lease: worker.lease,
             kinds: names.clone(),

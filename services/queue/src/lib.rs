@@ -19,9 +19,10 @@
 //! - **Group commit.** Attempts of a kind that finish while another group is being
 //!   recorded are recorded together: one transaction, one fenced `UPDATE` completing all
 //!   of them, then each task's effects. A busy kind pays one commit for many tasks; an
-//!   idle one waits for nobody. If the group's transaction fails, its tasks are recorded
-//!   again one per transaction, so one bad task fails alone. A kind can write a group's
-//!   effects set-wise, a few statements for the whole group
+//!   idle one waits for nobody (a group waits, at most 3 ms, only for the worker's attempts
+//!   still performing, so that one claim's tasks share it). If the group's transaction fails,
+//!   its tasks are recorded again one per transaction, so one bad task fails alone. A kind
+//!   can write a group's effects set-wise, a few statements for the whole group
 //!   ([`TaskHandler::record_group`]), or opt out ([`TaskHandler::GROUP_COMMIT`]).
 //! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
 //!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
@@ -36,7 +37,9 @@
 //! - **Correlation.** Each task stores the correlation id current when it was enqueued (the
 //!   API's request id, or the id of the task that enqueued it), and its worker runs it under
 //!   that id again, so one id follows a piece of work across services and logs.
-//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback.
+//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback; an
+//!   optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves the wake-ups of a
+//!   busy kind with fewer, larger claims.
 //! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
 //!   finish within a grace period; what is still running then is stopped and given back
 //!   ([`release`]) without counting the attempt.

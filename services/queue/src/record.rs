@@ -6,16 +6,21 @@
 //! ([`TaskHandler::record_group`]: each task's `record` in turn, or set-wise).
 //! While one group commits, the attempts finishing meanwhile queue up for the next, so a
 //! busy kind pays one commit for many tasks and an idle one waits for nobody. A group
-//! whose transaction fails is recorded again one task per transaction, so that one bad
-//! task cannot hold back the others.
+//! also waits, briefly ([`MAX_GROUP_WAIT`]), for the attempts of this worker that are
+//! still performing: the tasks of one claim finish together and are recorded together,
+//! rather than the first alone and the rest in a second group. A group whose transaction
+//! fails is recorded again one task per transaction, so that one bad task cannot hold
+//! back the others.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::claim::complete_claims;
 use crate::worker::panic_message;
@@ -23,6 +28,11 @@ use crate::{ClaimedTask, Pool, Recording, TaskError, TaskHandler};
 
 /// The most tasks one transaction records.
 const MAX_GROUP: usize = 64;
+
+/// The longest a group waits for attempts still performing. It bounds what a slow
+/// attempt (a gateway taking its time) costs the others; the tasks of one claim usually
+/// finish within a millisecond of each other.
+pub const MAX_GROUP_WAIT: Duration = Duration::from_millis(3);
 
 /// An attempt whose outside-world part is done, waiting to be recorded.
 pub(crate) struct Performed<H: TaskHandler> {
@@ -38,12 +48,34 @@ type Reply<H> = oneshot::Sender<Result<<H as TaskHandler>::Recorded, TaskError>>
 /// once every clone is gone and the queue is empty.
 pub(crate) struct GroupRecorder<H: TaskHandler> {
     queue: mpsc::UnboundedSender<(Performed<H>, Reply<H>)>,
+    performing: Arc<Performing>,
 }
 
 impl<H: TaskHandler> Clone for GroupRecorder<H> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            performing: Arc::clone(&self.performing),
+        }
+    }
+}
+
+/// How many attempts of the kind are claimed and not yet done performing: those a group
+/// may wait for.
+#[derive(Default)]
+struct Performing {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// Counts one attempt as performing until dropped: when its outcome is queued, or when
+/// it failed, panicked or was stopped.
+pub(crate) struct PerformingGuard(Arc<Performing>);
+
+impl Drop for PerformingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
         }
     }
 }
@@ -54,19 +86,21 @@ impl<H: TaskHandler> GroupRecorder<H> {
         // Unbounded, yet never longer than the worker's concurrency: each queued attempt
         // holds one of its slots.
         let (queue, mut pending) = mpsc::unbounded_channel::<(Performed<H>, Reply<H>)>();
+        let performing = Arc::new(Performing::default());
+        let waiting_for = Arc::clone(&performing);
         let running = tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
-                let mut group = vec![first];
-                while group.len() < MAX_GROUP {
-                    match pending.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
-                    }
-                }
+                let group = gather_group(first, &mut pending, &waiting_for).await;
                 record_group(&pool, handler.as_ref(), group).await;
             }
         });
-        (Self { queue }, running)
+        (Self { queue, performing }, running)
+    }
+
+    /// Counts an attempt as performing (see [`PerformingGuard`]); taken when it is claimed.
+    pub fn performing(&self) -> PerformingGuard {
+        self.performing.count.fetch_add(1, Ordering::AcqRel);
+        PerformingGuard(Arc::clone(&self.performing))
     }
 
     /// Queues the attempt for the next group and waits until it is recorded.
@@ -78,6 +112,39 @@ impl<H: TaskHandler> GroupRecorder<H> {
         recorded
             .await
             .unwrap_or_else(|_| Err(TaskError::retryable("the recorder has stopped")))
+    }
+}
+
+/// The next group: `first`, whatever else is queued, and the attempts still performing
+/// that finish within [`MAX_GROUP_WAIT`].
+async fn gather_group<H: TaskHandler>(
+    first: (Performed<H>, Reply<H>),
+    pending: &mut mpsc::UnboundedReceiver<(Performed<H>, Reply<H>)>,
+    performing: &Performing,
+) -> Vec<(Performed<H>, Reply<H>)> {
+    let mut group = vec![first];
+    let deadline = tokio::time::Instant::now() + MAX_GROUP_WAIT;
+    loop {
+        while group.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        // Registered before the count is read, so that the last attempt's drop between
+        // the two is not missed.
+        let none_left = performing.none_left.notified();
+        if group.len() >= MAX_GROUP || performing.count.load(Ordering::Acquire) == 0 {
+            return group;
+        }
+        tokio::select! {
+            next = pending.recv() => match next {
+                Some(next) => group.push(next),
+                None => return group,
+            },
+            () = none_left => {}
+            () = tokio::time::sleep_until(deadline) => return group,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::claim::{bury_expired, extend_lease, release};
 use crate::correlation::with_correlation_id;
-use crate::record::{record_alone, GroupRecorder, Performed};
+use crate::record::{record_alone, GroupRecorder, Performed, PerformingGuard};
 use crate::{
     claim_batch, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Pool, TaskError,
 };
@@ -134,6 +134,10 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     /// How long in-flight tasks may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// The least time between two claims of the kind. A claim after a quiet spell goes out
+    /// at once; under load, wake-ups arriving within the cooldown are served by one claim
+    /// (a batch) instead of one claim, transaction and group each.
+    pub claim_cooldown: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -142,6 +146,7 @@ impl Default for WorkerOptions {
             concurrency: 8,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
+            claim_cooldown: Duration::ZERO,
         }
     }
 }
@@ -191,13 +196,22 @@ impl<H: TaskHandler> Worker<H> {
         // task frees a slot but is no sign of new work, so it does not trigger a claim
         // (seen: 1.6 claims per task, most of them empty, before this).
         let mut work_may_wait = true;
+        let mut next_claim_at = tokio::time::Instant::now();
 
         while !shutdown.is_cancelled() {
             while let Some(finished) = running.try_join_next() {
                 report_panic(finished);
             }
             let free = concurrency - running.len();
+            if free > 0 && work_may_wait && tokio::time::Instant::now() < next_claim_at {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    () = tokio::time::sleep_until(next_claim_at) => {}
+                }
+                continue;
+            }
             if free > 0 && work_may_wait {
+                next_claim_at = tokio::time::Instant::now() + self.options.claim_cooldown;
                 match self.claim(free).await {
                     Ok(tasks) => {
                         let full = tasks.len() == free;
@@ -307,6 +321,8 @@ impl<H: TaskHandler> Worker<H> {
         let pool = self.pool.clone();
         let kind = self.kind.clone();
         let handler = Arc::clone(&self.handler);
+        // Counted from the claim on, so that a group forming meanwhile waits for it.
+        let performing = recorder.as_ref().map(GroupRecorder::performing);
         let span = tracing::info_span!(
             "task",
             task_id = task.id,
@@ -318,7 +334,8 @@ impl<H: TaskHandler> Worker<H> {
         let owner_span = span.in_scope(|| handler.span(&task));
         let attempt = async move {
             let started = std::time::Instant::now();
-            let outcome = run_attempt(handler.as_ref(), &pool, &kind, &task, recorder).await;
+            let outcome =
+                run_attempt(handler.as_ref(), &pool, &kind, &task, recorder, performing).await;
             let label = match outcome {
                 Ok(_) => {
                     tracing::debug!("task completed");
@@ -382,9 +399,11 @@ async fn run_attempt<H: TaskHandler>(
     kind: &KindConfig,
     task: &ClaimedTask,
     recorder: Option<GroupRecorder<H>>,
+    performing: Option<PerformingGuard>,
 ) -> Result<H::Recorded, TaskError> {
     let attempt = async {
         let outcome = handler.perform(task).await?;
+        drop(performing);
         let performed = Performed {
             task: task.clone(),
             outcome,

@@ -211,6 +211,7 @@ pub fn worker_config() -> WorkerConfig {
         concurrency: 4,
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
+        claim_cooldown: Duration::ZERO,
         lease: None,
         metrics_addr: None,
     }

@@ -23,7 +23,7 @@ fn start_with(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 #[test]
 fn a_bad_value_stops_the_service_naming_the_variable() {
-    let cases: [(&str, &str, &str); 11] = [
+    let cases: [(&str, &str, &str); 13] = [
         ("payment-worker", "WORKER_CONCURRENCY", "many"),
         ("payment-worker", "PAYMENT_TRANSIENT_FAILURE_RATE", "1.5"),
         (
@@ -39,6 +39,8 @@ fn a_bad_value_stops_the_service_naming_the_variable() {
         ("order-api", "DB_ACQUIRE_TIMEOUT_MS", "0"),
         ("inventory-worker", "TASK_LEASE_SECONDS", "-1"),
         ("notification-worker", "TASK_LEASE_SECONDS", "soon"),
+        ("payment-worker", "WORKER_CLAIM_COOLDOWN_MS", "5000"),
+        ("inventory-worker", "WORKER_CLAIM_COOLDOWN_MS", "-1"),
     ];
     for (service, variable, value) in cases {
         let (code, stderr) =

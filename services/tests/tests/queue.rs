@@ -333,6 +333,7 @@ fn options() -> WorkerOptions {
         concurrency: 4,
         poll_interval: Duration::from_millis(20),
         shutdown_grace: Duration::from_secs(5),
+        claim_cooldown: Duration::from_millis(2),
     }
 }
 
