@@ -19,7 +19,11 @@ use diesel::QueryResult;
 /// A fixed SQL statement, prepared on its first use on a connection and reused after.
 ///
 /// Its placeholders are `$1`, `$2`, ..., first used in that order (any of them may be used
-/// again later), and bound with [`PreparedSql::bind`] in the same order. Rows load with `QueryableByName`, as with `sql_query`.
+/// again later), and bound with [`PreparedSql::bind`] in the same order. Rows load with
+/// `QueryableByName`, as with `sql_query`.
+///
+/// A prepared statement may switch to a generic plan, made once and kept until its tables
+/// are analyzed: write it so that its plan needs no statistics (lookups by key).
 pub fn prepared_sql(sql: &'static str) -> PreparedSql<NoBinds> {
     PreparedSql {
         sql,

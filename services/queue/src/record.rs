@@ -103,12 +103,18 @@ impl<H: TaskHandler> GroupRecorder<H> {
         PerformingGuard(Arc::clone(&self.performing))
     }
 
-    /// Queues the attempt for the next group and waits until it is recorded.
-    pub async fn record(&self, performed: Performed<H>) -> Result<H::Recorded, TaskError> {
+    /// Queues the attempt for the next group and waits until it is recorded. The attempt
+    /// stops counting as performing once it is queued, not before, so that a group that
+    /// saw the count fall to zero finds it in the queue.
+    pub async fn record(
+        &self,
+        performed: Performed<H>,
+        performing: Option<PerformingGuard>,
+    ) -> Result<H::Recorded, TaskError> {
         let (reply, recorded) = oneshot::channel();
-        self.queue
-            .send((performed, reply))
-            .map_err(|_| TaskError::retryable("the recorder has stopped"))?;
+        let queued = self.queue.send((performed, reply));
+        drop(performing);
+        queued.map_err(|_| TaskError::retryable("the recorder has stopped"))?;
         recorded
             .await
             .unwrap_or_else(|_| Err(TaskError::retryable("the recorder has stopped")))

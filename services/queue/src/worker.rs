@@ -403,14 +403,13 @@ async fn run_attempt<H: TaskHandler>(
 ) -> Result<H::Recorded, TaskError> {
     let attempt = async {
         let outcome = handler.perform(task).await?;
-        drop(performing);
         let performed = Performed {
             task: task.clone(),
             outcome,
             span: tracing::Span::current(),
         };
         match recorder {
-            Some(recorder) => recorder.record(performed).await,
+            Some(recorder) => recorder.record(performed, performing).await,
             None => record_alone(pool, handler, &performed).await,
         }
     };
