@@ -37,7 +37,7 @@ pub async fn enqueue(
             tasks::payload.eq(&task.payload),
             tasks::max_attempts.eq(task.max_attempts),
             tasks::unique_key.eq(task.unique_key.as_deref()),
-            tasks::correlation_id.eq(correlation_of(task)),
+            tasks::correlation_id.eq(task.stored_correlation_id()),
         ))
         .on_conflict(tasks::unique_key)
         .filter_target(tasks::unique_key.is_not_null())
@@ -68,7 +68,7 @@ pub async fn enqueue_all(
                 tasks::payload.eq(&task.payload),
                 tasks::max_attempts.eq(task.max_attempts),
                 tasks::unique_key.eq(task.unique_key.as_deref()),
-                tasks::correlation_id.eq(correlation_of(task)),
+                tasks::correlation_id.eq(task.stored_correlation_id()),
             )
         })
         .collect();
@@ -79,10 +79,6 @@ pub async fn enqueue_all(
         .do_nothing()
         .execute(conn)
         .await
-}
-
-fn correlation_of(task: &NewTask) -> Option<String> {
-    task.stored_correlation_id()
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and
