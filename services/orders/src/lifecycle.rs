@@ -17,8 +17,9 @@
 //! finds the order already moved and changes nothing.
 
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::{enqueue, NewTask};
+use orderflow_queue::{enqueue, prepared_sql, NewTask};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -218,14 +219,18 @@ pub async fn record_charges(
         .collect())
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = payments)]
 struct NewPayment<'a> {
     order_id: Uuid,
     status: &'a str,
     amount_cents: i64,
     gateway_charge_id: Option<&'a str>,
     decline_reason: Option<&'a str>,
+}
+
+#[derive(QueryableByName)]
+struct OrderIdRow {
+    #[diesel(sql_type = SqlUuid)]
+    order_id: Uuid,
 }
 
 /// Inserts payments, one per order at most; returns the orders whose payment was inserted
@@ -237,13 +242,20 @@ async fn insert_payments(
     if new_payments.is_empty() {
         return Ok(HashSet::new());
     }
-    let inserted: Vec<Uuid> = diesel::insert_into(payments::table)
-        .values(new_payments)
-        .on_conflict_do_nothing()
-        .returning(payments::order_id)
-        .get_results(conn)
-        .await?;
-    Ok(inserted.into_iter().collect())
+    let inserted: Vec<OrderIdRow> = prepared_sql(
+        "INSERT INTO payments (order_id, status, amount_cents, gateway_charge_id, decline_reason) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[]) \
+         ON CONFLICT DO NOTHING \
+         RETURNING order_id",
+    )
+    .bind::<Array<SqlUuid>, _>(column(new_payments, |p| p.order_id))
+    .bind::<Array<Text>, _>(column(new_payments, |p| p.status))
+    .bind::<Array<BigInt>, _>(column(new_payments, |p| p.amount_cents))
+    .bind::<Array<Nullable<Text>>, _>(column(new_payments, |p| p.gateway_charge_id))
+    .bind::<Array<Nullable<Text>>, _>(column(new_payments, |p| p.decline_reason))
+    .load(conn)
+    .await?;
+    Ok(inserted.into_iter().map(|row| row.order_id).collect())
 }
 
 /// Locks the order's row, so that the steps of one order run one after the other, and
@@ -462,13 +474,13 @@ impl ReservationWrites {
     async fn apply(self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
         if !self.taken.is_empty() {
             let (ids, units): (Vec<Uuid>, Vec<i32>) = self.taken.into_iter().unzip();
-            orderflow_queue::prepared_sql(
+            prepared_sql(
                 "UPDATE products AS p SET stock = p.stock - taken.units, updated_at = now() \
                  FROM unnest($1::uuid[], $2::int4[]) AS taken(id, units) \
                  WHERE p.id = taken.id",
             )
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Int4>, _>(units)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<diesel::sql_types::Int4>, _>(units)
             .execute(conn)
             .await?;
         }
@@ -521,7 +533,13 @@ async fn transition_all(
     Ok(moved.into_iter().collect())
 }
 
-/// Appends several timeline events with one statement.
+/// One column of a set-wise write, to bind as an array.
+fn column<'a, R, T>(rows: &'a [R], field: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
+}
+
+/// Appends several timeline events with one statement (prepared once: the events travel
+/// as arrays, see [`orderflow_queue::enqueue_all`]).
 async fn append_events(
     conn: &mut AsyncPgConnection,
     events: &[(Uuid, EventType, serde_json::Value)],
@@ -529,21 +547,16 @@ async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<_> = events
-        .iter()
-        .map(|(order_id, event, details)| {
-            (
-                order_events::order_id.eq(*order_id),
-                order_events::event_type.eq(event.as_str()),
-                order_events::details.eq(details),
-            )
-        })
-        .collect();
-    diesel::insert_into(order_events::table)
-        .values(rows)
-        .execute(conn)
-        .await
-        .map(drop)
+    prepared_sql(
+        "INSERT INTO order_events (order_id, type, details) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
+    )
+    .bind::<Array<SqlUuid>, _>(column(events, |(order_id, _, _)| *order_id))
+    .bind::<Array<Text>, _>(column(events, |(_, event, _)| event.as_str()))
+    .bind::<Array<Jsonb>, _>(column(events, |(_, _, details)| details))
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// Records a refund of a captured payment and schedules the cancellation e-mail.
@@ -598,25 +611,28 @@ pub async fn record_emails_sent(
     if emails.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<_> = emails
-        .iter()
-        .map(|email| {
-            (
-                sent_emails::order_id.eq(email.order_id),
-                sent_emails::kind.eq(email.kind.as_str()),
-                sent_emails::message_id.eq(email.message_id),
-                sent_emails::recipient.eq(email.recipient),
-            )
-        })
-        .collect();
-    let inserted: HashSet<(Uuid, String)> = diesel::insert_into(sent_emails::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning((sent_emails::order_id, sent_emails::kind))
-        .get_results::<(Uuid, String)>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    #[derive(QueryableByName)]
+    struct SentRow {
+        #[diesel(sql_type = SqlUuid)]
+        order_id: Uuid,
+        #[diesel(sql_type = Text)]
+        kind: String,
+    }
+    let inserted: HashSet<(Uuid, String)> = prepared_sql(
+        "INSERT INTO sent_emails (order_id, kind, message_id, recipient) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+         ON CONFLICT DO NOTHING \
+         RETURNING order_id, kind",
+    )
+    .bind::<Array<SqlUuid>, _>(column(emails, |e| e.order_id))
+    .bind::<Array<Text>, _>(column(emails, |e| e.kind.as_str()))
+    .bind::<Array<Text>, _>(column(emails, |e| e.message_id))
+    .bind::<Array<Text>, _>(column(emails, |e| e.recipient))
+    .load::<SentRow>(conn)
+    .await?
+    .into_iter()
+    .map(|row| (row.order_id, row.kind))
+    .collect();
     let is_new =
         |email: &SentEmail<'_>| inserted.contains(&(email.order_id, email.kind.to_string()));
     let confirmed: Vec<Uuid> = emails

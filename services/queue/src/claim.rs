@@ -50,41 +50,53 @@ pub async fn enqueue(
 
 /// Enqueues several tasks with one statement, on the caller's connection (see [`enqueue`]);
 /// a task whose unique key is taken is skipped. Returns how many were enqueued.
+///
+/// The tasks travel as one array per column, so the statement's text is the same for
+/// any number of tasks and stays prepared; a multi-row `VALUES` would be a new statement,
+/// parsed and planned on every call, for each group size.
 pub async fn enqueue_all(
     conn: &mut AsyncPgConnection,
     new_tasks: &[NewTask],
 ) -> diesel::QueryResult<usize> {
-    use crate::schema::tasks;
-    use diesel::upsert::DecoratableTarget;
-    use diesel::ExpressionMethods;
+    use diesel::sql_types::{Array, Int4, Jsonb, Nullable};
     if new_tasks.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<_> = new_tasks
+    let kinds: Vec<&str> = new_tasks.iter().map(|task| task.kind).collect();
+    let payloads: Vec<&serde_json::Value> = new_tasks.iter().map(|task| &task.payload).collect();
+    let max_attempts: Vec<i32> = new_tasks.iter().map(|task| task.max_attempts).collect();
+    let unique_keys: Vec<Option<&str>> = new_tasks
         .iter()
-        .map(|task| {
-            (
-                tasks::kind.eq(task.kind),
-                tasks::payload.eq(&task.payload),
-                tasks::max_attempts.eq(task.max_attempts),
-                tasks::unique_key.eq(task.unique_key.as_deref()),
-                tasks::correlation_id.eq(task.stored_correlation_id()),
-            )
-        })
+        .map(|task| task.unique_key.as_deref())
         .collect();
-    diesel::insert_into(tasks::table)
-        .values(rows)
-        .on_conflict(tasks::unique_key)
-        .filter_target(tasks::unique_key.is_not_null())
-        .do_nothing()
-        .execute(conn)
-        .await
+    let correlation_ids: Vec<Option<String>> = new_tasks
+        .iter()
+        .map(NewTask::stored_correlation_id)
+        .collect();
+    prepared_sql(
+        "INSERT INTO tasks (kind, payload, max_attempts, unique_key, correlation_id) \
+         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::int4[], $4::text[], $5::text[]) \
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+    )
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<Int4>, _>(max_attempts)
+    .bind::<Array<Nullable<Text>>, _>(unique_keys)
+    .bind::<Array<Nullable<Text>>, _>(correlation_ids)
+    .execute(conn)
+    .await
 }
 
 /// Claims up to `limit` runnable tasks of one kind: waiting tasks that are due, and
 /// running tasks whose lease expired (their worker died) with attempts left. Each gets a
 /// fresh claim token and a lease of `lease`. The statement commits on its own: no
 /// transaction is held while the tasks run.
+///
+/// The claim commits asynchronously (`synchronous_commit = off` for its transaction
+/// only): it returns without waiting for the WAL flush, which is most of a small
+/// transaction's cost. Losing a claim in a server crash is harmless: the task is back
+/// to what it was before, claimable again, and the attempt that held the lost claim
+/// cannot record, because its completion is fenced by the claim token.
 pub async fn claim_batch(
     conn: &mut AsyncPgConnection,
     kind: &str,
@@ -105,11 +117,13 @@ pub async fn claim_batch(
              WHERE kind = $1 AND state = 'waiting' AND run_at <= now() \
              ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
          due AS ( \
-             SELECT id FROM expired UNION ALL SELECT id FROM waiting LIMIT $2) \
+             SELECT id FROM expired UNION ALL SELECT id FROM waiting LIMIT $2), \
+         no_flush_wait AS ( \
+             SELECT set_config('synchronous_commit', 'off', true) AS setting) \
          UPDATE tasks AS t \
          SET state = 'running', claim_token = gen_random_uuid(), attempts = t.attempts + 1, \
              lease_expires_at = now() + make_interval(secs => $3), updated_at = now() \
-         FROM due \
+         FROM due, no_flush_wait \
          WHERE t.id = due.id \
          RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
                    t.claim_token, t.lease_expires_at, t.correlation_id",

@@ -184,6 +184,47 @@ async fn a_live_claim_is_not_handed_out_twice() {
     assert!(other.is_empty());
 }
 
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+async fn synchronous_commit(conn: &mut AsyncPgConnection) -> String {
+    diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
+        .get_result::<Setting>(conn)
+        .await
+        .map_or_else(|e| format!("error: {e}"), |s| s.value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_commits_without_the_flush_wait_and_only_its_own_transaction() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.async_claim", 3);
+    enqueue_one(&mut conn, &config).await;
+    let durable = synchronous_commit(&mut conn).await;
+    assert_ne!(durable, "off", "the test server commits durably by default");
+
+    // Inside a transaction, to look at the setting before the claim's commit.
+    let seen = conn
+        .transaction(async |conn| {
+            let claimed = claim_batch(conn, config.kind, 1, Duration::from_secs(30)).await?;
+            Ok::<_, diesel::result::Error>((claimed.len(), synchronous_commit(conn).await))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen, (1, "off".to_string()));
+    // The session's next transactions (a recording, say) commit durably again.
+    assert_eq!(synchronous_commit(&mut conn).await, durable);
+    enqueue_one(&mut conn, &config).await;
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(synchronous_commit(&mut conn).await, durable);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_attempt_waits_for_its_backoff() {
     let db = TestDb::new().await;
