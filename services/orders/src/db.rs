@@ -25,16 +25,12 @@ impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for LogConnectio
 /// The API's pool size when `DB_POOL_SIZE` is unset.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 
-/// Builds a pool of `size` connections without waiting for them, so a service can start
-/// (and report not-ready) while the database is still coming up. The pool opens all of
-/// them in the background and keeps them open: a connection costs a server process and
-/// milliseconds of its CPU to start, which the first requests under load should not pay
-/// (seen: acceptance-to-fulfilment of the first seconds of a load run three times the rest).
+/// Builds a pool of `size` connections without connecting: the first use connects, so a
+/// service can start (and report not-ready) while the database is still coming up.
 pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.expose());
     bb8::Pool::builder()
         .max_size(size)
-        .min_idle(Some(size))
         .connection_timeout(config.acquire_timeout)
         // No `SELECT 1` round trip on every checkout (it cost a statement per query under
         // load). A connection that broke while idle fails its next use instead; diesel
