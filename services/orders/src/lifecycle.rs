@@ -600,17 +600,14 @@ pub struct SentEmail<'a> {
     pub recipient: &'a str,
 }
 
-/// Records sent e-mails, set-wise; one result per e-mail, in order. Each e-mail is recorded
-/// once per order and kind (a resend after a crash finds it and does nothing); the
-/// confirmation fulfils its order, and every recorded e-mail appends an event (`fulfilled`,
-/// or `notified` when the order had moved on).
+/// Records sent e-mails, set-wise in one statement; one result per e-mail, in order. Each
+/// e-mail is recorded once per order and kind (a resend after a crash finds it and does
+/// nothing); the confirmation fulfils its order, and every recorded e-mail appends an
+/// event (`fulfilled`, or `notified` when the order had moved on).
 pub async fn record_emails_sent(
     conn: &mut AsyncPgConnection,
     emails: &[SentEmail<'_>],
 ) -> QueryResult<Vec<Recorded>> {
-    if emails.is_empty() {
-        return Ok(Vec::new());
-    }
     #[derive(QueryableByName)]
     struct SentRow {
         #[diesel(sql_type = SqlUuid)]
@@ -618,57 +615,56 @@ pub async fn record_emails_sent(
         #[diesel(sql_type = Text)]
         kind: String,
     }
+    if emails.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement, so one round trip, whatever the group's size. `ON CONFLICT DO
+    // NOTHING` also drops the second copy of an e-mail listed twice; the orders are
+    // updated by key (`= ANY`), a plan that needs no statistics.
     let inserted: HashSet<(Uuid, String)> = prepared_sql(
-        "INSERT INTO sent_emails (order_id, kind, message_id, recipient) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
-         ON CONFLICT DO NOTHING \
-         RETURNING order_id, kind",
+        "WITH sent AS ( \
+             INSERT INTO sent_emails (order_id, kind, message_id, recipient) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+             ON CONFLICT DO NOTHING \
+             RETURNING order_id, kind, message_id), \
+         fulfilled AS ( \
+             UPDATE orders SET status = $5, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM sent WHERE kind = $6)) AND status = $7 \
+             RETURNING id), \
+         events AS ( \
+             INSERT INTO order_events (order_id, type, details) \
+             SELECT sent.order_id, CASE WHEN fulfilled.id IS NULL THEN $8 ELSE $9 END, \
+                    jsonb_build_object('notification', sent.kind, 'message_id', sent.message_id) \
+             FROM sent LEFT JOIN fulfilled ON fulfilled.id = sent.order_id AND sent.kind = $6) \
+         SELECT order_id, kind FROM sent",
     )
     .bind::<Array<SqlUuid>, _>(column(emails, |e| e.order_id))
     .bind::<Array<Text>, _>(column(emails, |e| e.kind.as_str()))
     .bind::<Array<Text>, _>(column(emails, |e| e.message_id))
     .bind::<Array<Text>, _>(column(emails, |e| e.recipient))
+    .bind::<Text, _>(OrderStatus::Fulfilled.as_str())
+    .bind::<Text, _>(NotificationKind::OrderConfirmed.as_str())
+    .bind::<Text, _>(OrderStatus::Reserved.as_str())
+    .bind::<Text, _>(EventType::Notified.as_str())
+    .bind::<Text, _>(EventType::Fulfilled.as_str())
     .load::<SentRow>(conn)
     .await?
     .into_iter()
     .map(|row| (row.order_id, row.kind))
     .collect();
-    let is_new =
-        |email: &SentEmail<'_>| inserted.contains(&(email.order_id, email.kind.to_string()));
-    let confirmed: Vec<Uuid> = emails
+    // An e-mail listed twice in one group is recorded by its first copy.
+    let mut recorded_once = HashSet::new();
+    Ok(emails
         .iter()
-        .filter(|email| email.kind == NotificationKind::OrderConfirmed && is_new(email))
-        .map(|email| email.order_id)
-        .collect();
-    let fulfilled = transition_all(
-        conn,
-        &confirmed,
-        OrderStatus::Reserved,
-        OrderStatus::Fulfilled,
-        None,
-    )
-    .await?;
-    // The same e-mail twice in one group is recorded (and gets its event) once.
-    let mut evented = HashSet::new();
-    let mut events = Vec::new();
-    let mut recorded = Vec::with_capacity(emails.len());
-    for email in emails {
-        if !is_new(email) || !evented.insert((email.order_id, email.kind)) {
-            recorded.push(Recorded::AlreadyDone);
-            continue;
-        }
-        let event = match email.kind {
-            NotificationKind::OrderConfirmed if fulfilled.contains(&email.order_id) => {
-                EventType::Fulfilled
+        .map(|email| {
+            let key = (email.order_id, email.kind.as_str().to_string());
+            if inserted.contains(&key) && recorded_once.insert(key) {
+                Recorded::Applied
+            } else {
+                Recorded::AlreadyDone
             }
-            _ => EventType::Notified,
-        };
-        let details = json!({ "notification": email.kind, "message_id": email.message_id });
-        events.push((email.order_id, event, details));
-        recorded.push(Recorded::Applied);
-    }
-    append_events(conn, &events).await?;
-    Ok(recorded)
+        })
+        .collect())
 }
 
 /// Makes a dead task visible on its order's timeline.
