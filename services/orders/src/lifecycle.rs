@@ -17,7 +17,7 @@
 //! finds the order already moved and changes nothing.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orderflow_queue::{enqueue, prepared_sql, NewTask};
 use serde_json::json;
@@ -95,8 +95,9 @@ pub struct ChargeToRecord<'a> {
     pub correlation_id: Option<&'a str>,
 }
 
-/// Records the gateway's answers to the charges of pending orders, set-wise (a few
-/// statements for the whole group); one result per charge, in order.
+/// Records the gateway's answers to the charges of pending orders, set-wise (two
+/// statements for the whole group: the writes, then the follow-up tasks); one result per
+/// charge, in order.
 ///
 /// - Approved: the captured payment is inserted once per order (a duplicate task finds it
 ///   and does nothing); the order moves `pending → paid` and the reservation is queued. An
@@ -129,88 +130,44 @@ pub async fn record_charges(
         })
         .collect();
 
-    let captures: Vec<NewPayment<'_>> = approved
-        .iter()
-        .map(|(charge, charge_id)| NewPayment {
-            order_id: charge.order_id,
-            status: PaymentStatus::Captured.as_str(),
-            amount_cents: charge.amount_cents,
-            gateway_charge_id: Some(charge_id),
-            decline_reason: None,
-        })
-        .collect();
-    let captured: HashSet<Uuid> = insert_payments(conn, &captures).await?;
-    let capture_ids: Vec<Uuid> = captured.iter().copied().collect();
-    let paid = transition_all(
-        conn,
-        &capture_ids,
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        None,
-    )
-    .await?;
-    let declined_ids: Vec<Uuid> = declined.iter().map(|(charge, _)| charge.order_id).collect();
-    let payment_declined = Some(CancelReason::PaymentDeclined);
-    let cancelled = transition_all(
-        conn,
-        &declined_ids,
-        OrderStatus::Pending,
-        OrderStatus::Cancelled,
-        payment_declined,
-    )
-    .await?;
-    let declines: Vec<NewPayment<'_>> = declined
-        .iter()
-        .filter(|(charge, _)| cancelled.contains(&charge.order_id))
-        .map(|(charge, reason)| NewPayment {
-            order_id: charge.order_id,
-            status: PaymentStatus::Declined.as_str(),
-            amount_cents: charge.amount_cents,
-            gateway_charge_id: None,
-            decline_reason: Some(reason),
-        })
-        .collect();
-    insert_payments(conn, &declines).await?;
-
-    let mut events = Vec::new();
+    let outcomes = write_charge_outcomes(conn, &approved, &declined).await?;
     let mut follow_ups = Vec::new();
     for (charge, _) in &approved {
-        if !captured.contains(&charge.order_id) {
-            continue;
-        }
         let cause = charge.correlation_id.map(str::to_string);
-        if paid.contains(&charge.order_id) {
-            let details = json!({ "amount_cents": charge.amount_cents });
-            events.push((charge.order_id, EventType::Paid, details));
-            follow_ups.push(tasks::reserve_inventory(charge.order_id).caused_by(cause));
-        } else {
-            follow_ups.push(tasks::refund_payment(charge.order_id).caused_by(cause));
+        match outcomes.get(&charge.order_id).map(String::as_str) {
+            Some(PAID) => {
+                follow_ups.push(tasks::reserve_inventory(charge.order_id).caused_by(cause));
+            }
+            // Captured, but the order had left `pending` (its customer cancelled while
+            // the card was charged): the money goes back.
+            Some(CAPTURED_TOO_LATE) => {
+                follow_ups.push(tasks::refund_payment(charge.order_id).caused_by(cause));
+            }
+            _ => {}
         }
     }
-    for (charge, reason) in &declined {
-        if cancelled.contains(&charge.order_id) {
-            let details =
-                json!({ "reason": CancelReason::PaymentDeclined, "decline_reason": reason });
-            events.push((charge.order_id, EventType::Cancelled, details));
+    for (charge, _) in &declined {
+        if outcomes.get(&charge.order_id).map(String::as_str) == Some(DECLINED) {
             let cause = charge.correlation_id.map(str::to_string);
             let e_mail =
                 tasks::send_notification(charge.order_id, NotificationKind::OrderCancelled);
             follow_ups.push(e_mail.caused_by(cause));
         }
     }
-    append_events(conn, &events).await?;
     orderflow_queue::enqueue_all(conn, &follow_ups).await?;
+    let applied = |charge: &ChargeToRecord<'_>| {
+        let outcome = outcomes.get(&charge.order_id).map(String::as_str);
+        match charge.outcome {
+            ChargeOutcome::Approved { .. } => matches!(outcome, Some(PAID | CAPTURED_TOO_LATE)),
+            ChargeOutcome::Declined { .. } => outcome == Some(DECLINED),
+        }
+    };
 
     Ok(charges
         .iter()
         .zip(&first)
         .map(|(charge, first)| {
-            let applied = *first
-                && match charge.outcome {
-                    ChargeOutcome::Approved { .. } => captured.contains(&charge.order_id),
-                    ChargeOutcome::Declined { .. } => cancelled.contains(&charge.order_id),
-                };
-            if applied {
+            if *first && applied(charge) {
                 Recorded::Applied
             } else {
                 Recorded::AlreadyDone
@@ -219,43 +176,93 @@ pub async fn record_charges(
         .collect())
 }
 
-struct NewPayment<'a> {
-    order_id: Uuid,
-    status: &'a str,
-    amount_cents: i64,
-    gateway_charge_id: Option<&'a str>,
-    decline_reason: Option<&'a str>,
-}
+/// What [`write_charge_outcomes`] did to an order.
+const PAID: &str = "paid";
+const CAPTURED_TOO_LATE: &str = "captured_too_late";
+const DECLINED: &str = "declined";
 
 #[derive(QueryableByName)]
-struct OrderIdRow {
+struct ChargeWritten {
     #[diesel(sql_type = SqlUuid)]
     order_id: Uuid,
+    #[diesel(sql_type = Text)]
+    outcome: String,
 }
 
-/// Inserts payments, one per order at most; returns the orders whose payment was inserted
-/// (an order that already has one, from a duplicate task, is left out).
-async fn insert_payments(
+/// Writes the gateway's answers in one statement, and returns what each order got:
+/// [`PAID`] (payment captured, `pending → paid`, `paid` event), [`CAPTURED_TOO_LATE`]
+/// (payment captured, the order no longer pending), [`DECLINED`] (`pending → cancelled`,
+/// the declined payment, `cancelled` event). An order missing from the answer had its
+/// payment already (a duplicate task) or, declined, was no longer pending: nothing was
+/// written for it. Orders are updated by key (`= ANY`), a plan that needs no statistics.
+async fn write_charge_outcomes(
     conn: &mut AsyncPgConnection,
-    new_payments: &[NewPayment<'_>],
-) -> QueryResult<HashSet<Uuid>> {
-    if new_payments.is_empty() {
-        return Ok(HashSet::new());
+    approved: &[(&ChargeToRecord<'_>, &str)],
+    declined: &[(&ChargeToRecord<'_>, &str)],
+) -> QueryResult<HashMap<Uuid, String>> {
+    if approved.is_empty() && declined.is_empty() {
+        return Ok(HashMap::new());
     }
-    let inserted: Vec<OrderIdRow> = prepared_sql(
-        "INSERT INTO payments (order_id, status, amount_cents, gateway_charge_id, decline_reason) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[]) \
-         ON CONFLICT DO NOTHING \
-         RETURNING order_id",
+    let written: Vec<ChargeWritten> = prepared_sql(
+        "WITH approved AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[]) \
+                 AS a(order_id, amount_cents, charge_id)), \
+         declined AS ( \
+             SELECT * FROM unnest($4::uuid[], $5::int8[], $6::text[]) \
+                 AS d(order_id, amount_cents, reason)), \
+         captured AS ( \
+             INSERT INTO payments (order_id, status, amount_cents, gateway_charge_id) \
+             SELECT order_id, $7, amount_cents, charge_id FROM approved \
+             ON CONFLICT DO NOTHING \
+             RETURNING order_id, amount_cents), \
+         paid AS ( \
+             UPDATE orders SET status = $8, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM captured)) AND status = $9 \
+             RETURNING id), \
+         cancelled AS ( \
+             UPDATE orders SET status = $10, cancel_reason = $11, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM declined)) AND status = $9 \
+             RETURNING id), \
+         declines AS ( \
+             INSERT INTO payments (order_id, status, amount_cents, decline_reason) \
+             SELECT d.order_id, $12, d.amount_cents, d.reason \
+             FROM declined d JOIN cancelled c ON c.id = d.order_id \
+             ON CONFLICT DO NOTHING), \
+         events AS ( \
+             INSERT INTO order_events (order_id, type, details) \
+             SELECT c.order_id, $13, jsonb_build_object('amount_cents', c.amount_cents) \
+             FROM captured c JOIN paid p ON p.id = c.order_id \
+             UNION ALL \
+             SELECT d.order_id, $14, jsonb_build_object('reason', $11::text, 'decline_reason', d.reason) \
+             FROM declined d JOIN cancelled c ON c.id = d.order_id) \
+         SELECT c.order_id, CASE WHEN p.id IS NULL THEN $15 ELSE $16 END AS outcome \
+         FROM captured c LEFT JOIN paid p ON p.id = c.order_id \
+         UNION ALL \
+         SELECT id, $17 FROM cancelled",
     )
-    .bind::<Array<SqlUuid>, _>(column(new_payments, |p| p.order_id))
-    .bind::<Array<Text>, _>(column(new_payments, |p| p.status))
-    .bind::<Array<BigInt>, _>(column(new_payments, |p| p.amount_cents))
-    .bind::<Array<Nullable<Text>>, _>(column(new_payments, |p| p.gateway_charge_id))
-    .bind::<Array<Nullable<Text>>, _>(column(new_payments, |p| p.decline_reason))
+    .bind::<Array<SqlUuid>, _>(column(approved, |(c, _)| c.order_id))
+    .bind::<Array<BigInt>, _>(column(approved, |(c, _)| c.amount_cents))
+    .bind::<Array<Text>, _>(column(approved, |(_, charge_id)| *charge_id))
+    .bind::<Array<SqlUuid>, _>(column(declined, |(c, _)| c.order_id))
+    .bind::<Array<BigInt>, _>(column(declined, |(c, _)| c.amount_cents))
+    .bind::<Array<Text>, _>(column(declined, |(_, reason)| *reason))
+    .bind::<Text, _>(PaymentStatus::Captured.as_str())
+    .bind::<Text, _>(OrderStatus::Paid.as_str())
+    .bind::<Text, _>(OrderStatus::Pending.as_str())
+    .bind::<Text, _>(OrderStatus::Cancelled.as_str())
+    .bind::<Text, _>(CancelReason::PaymentDeclined.as_str())
+    .bind::<Text, _>(PaymentStatus::Declined.as_str())
+    .bind::<Text, _>(EventType::Paid.as_str())
+    .bind::<Text, _>(EventType::Cancelled.as_str())
+    .bind::<Text, _>(CAPTURED_TOO_LATE)
+    .bind::<Text, _>(PAID)
+    .bind::<Text, _>(DECLINED)
     .load(conn)
     .await?;
-    Ok(inserted.into_iter().map(|row| row.order_id).collect())
+    Ok(written
+        .into_iter()
+        .map(|row| (row.order_id, row.outcome))
+        .collect())
 }
 
 /// Locks the order's row, so that the steps of one order run one after the other, and
