@@ -478,92 +478,45 @@ struct ReservationWrites {
 }
 
 impl ReservationWrites {
+    /// Two statements: the stock, the transitions and the timeline events in one (the
+    /// orders are locked and their statuses checked already), then the follow-up tasks.
     async fn apply(self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
-        if !self.taken.is_empty() {
-            let (ids, units): (Vec<Uuid>, Vec<i32>) = self.taken.into_iter().unzip();
-            prepared_sql(
-                "UPDATE products AS p SET stock = p.stock - taken.units, updated_at = now() \
+        let (product_ids, units): (Vec<Uuid>, Vec<i32>) = self.taken.into_iter().unzip();
+        prepared_sql(
+            "WITH taken AS ( \
+                 UPDATE products AS p SET stock = p.stock - taken.units, updated_at = now() \
                  FROM unnest($1::uuid[], $2::int4[]) AS taken(id, units) \
-                 WHERE p.id = taken.id",
-            )
-            .bind::<Array<SqlUuid>, _>(ids)
-            .bind::<Array<diesel::sql_types::Int4>, _>(units)
-            .execute(conn)
-            .await?;
-        }
-        transition_all(
-            conn,
-            &self.reserved,
-            OrderStatus::Paid,
-            OrderStatus::Reserved,
-            None,
+                 WHERE p.id = taken.id), \
+             reserved AS ( \
+                 UPDATE orders SET status = $3, updated_at = now() \
+                 WHERE id = ANY ($4::uuid[]) AND status = $5), \
+             out_of_stock AS ( \
+                 UPDATE orders SET status = $6, cancel_reason = $7, updated_at = now() \
+                 WHERE id = ANY ($8::uuid[]) AND status = $5) \
+             INSERT INTO order_events (order_id, type, details) \
+             SELECT * FROM unnest($9::uuid[], $10::text[], $11::jsonb[])",
         )
+        .bind::<Array<SqlUuid>, _>(product_ids)
+        .bind::<Array<diesel::sql_types::Int4>, _>(units)
+        .bind::<Text, _>(OrderStatus::Reserved.as_str())
+        .bind::<Array<SqlUuid>, _>(self.reserved)
+        .bind::<Text, _>(OrderStatus::Paid.as_str())
+        .bind::<Text, _>(OrderStatus::Cancelled.as_str())
+        .bind::<Text, _>(CancelReason::OutOfStock.as_str())
+        .bind::<Array<SqlUuid>, _>(self.out_of_stock)
+        .bind::<Array<SqlUuid>, _>(column(&self.events, |(order_id, _, _)| *order_id))
+        .bind::<Array<Text>, _>(column(&self.events, |(_, event, _)| event.as_str()))
+        .bind::<Array<Jsonb>, _>(column(&self.events, |(_, _, details)| details))
+        .execute(conn)
         .await?;
-        let out_of_stock = Some(CancelReason::OutOfStock);
-        transition_all(
-            conn,
-            &self.out_of_stock,
-            OrderStatus::Paid,
-            OrderStatus::Cancelled,
-            out_of_stock,
-        )
-        .await?;
-        append_events(conn, &self.events).await?;
         orderflow_queue::enqueue_all(conn, &self.follow_ups).await?;
         Ok(())
     }
 }
 
-/// Moves every order of `order_ids` still in `from` to `to` (one statement); returns the
-/// orders it moved.
-async fn transition_all(
-    conn: &mut AsyncPgConnection,
-    order_ids: &[Uuid],
-    from: OrderStatus,
-    to: OrderStatus,
-    cancel_reason: Option<CancelReason>,
-) -> QueryResult<HashSet<Uuid>> {
-    if order_ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let moved: Vec<Uuid> = diesel::update(orders::table)
-        .filter(orders::id.eq_any(order_ids))
-        .filter(orders::status.eq(from.as_str()))
-        .set((
-            orders::status.eq(to.as_str()),
-            orders::cancel_reason.eq(cancel_reason.map(CancelReason::as_str)),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(orders::id)
-        .get_results(conn)
-        .await?;
-    Ok(moved.into_iter().collect())
-}
-
 /// One column of a set-wise write, to bind as an array.
 fn column<'a, R, T>(rows: &'a [R], field: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(field).collect()
-}
-
-/// Appends several timeline events with one statement (prepared once: the events travel
-/// as arrays, see [`orderflow_queue::enqueue_all`]).
-async fn append_events(
-    conn: &mut AsyncPgConnection,
-    events: &[(Uuid, EventType, serde_json::Value)],
-) -> QueryResult<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    prepared_sql(
-        "INSERT INTO order_events (order_id, type, details) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
-    )
-    .bind::<Array<SqlUuid>, _>(column(events, |(order_id, _, _)| *order_id))
-    .bind::<Array<Text>, _>(column(events, |(_, event, _)| event.as_str()))
-    .bind::<Array<Jsonb>, _>(column(events, |(_, _, details)| details))
-    .execute(conn)
-    .await
-    .map(drop)
 }
 
 /// Records a refund of a captured payment and schedules the cancellation e-mail.
