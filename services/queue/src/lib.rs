@@ -9,7 +9,8 @@
 //!   payload, max_attempts, unique_key, correlation_id)`, the same insert.
 //! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
 //!   with `FOR UPDATE SKIP LOCKED`, gives each a fresh claim token and a lease, and
-//!   commits at once: no transaction stays open while a task runs.
+//!   commits at once: no transaction stays open while a task runs. The claim's commit
+//!   does not wait for the WAL flush: a claim lost in a crash is harmless (fencing).
 //! - **Fenced completion.** An attempt has two parts ([`TaskHandler`]): `perform` talks to
 //!   the outside world with no transaction open, then `record` writes the effects and the
 //!   follow-up tasks in the transaction that completes the task. The worker opens that
