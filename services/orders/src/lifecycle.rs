@@ -134,20 +134,20 @@ pub async fn record_charges(
     let mut follow_ups = Vec::new();
     for (charge, _) in &approved {
         let cause = charge.correlation_id.map(str::to_string);
-        match outcomes.get(&charge.order_id).map(String::as_str) {
-            Some(PAID) => {
+        match outcomes.get(&charge.order_id) {
+            Some(ChargeWritten::Paid) => {
                 follow_ups.push(tasks::reserve_inventory(charge.order_id).caused_by(cause));
             }
             // Captured, but the order had left `pending` (its customer cancelled while
             // the card was charged): the money goes back.
-            Some(CAPTURED_TOO_LATE) => {
+            Some(ChargeWritten::CapturedTooLate) => {
                 follow_ups.push(tasks::refund_payment(charge.order_id).caused_by(cause));
             }
             _ => {}
         }
     }
     for (charge, _) in &declined {
-        if outcomes.get(&charge.order_id).map(String::as_str) == Some(DECLINED) {
+        if outcomes.get(&charge.order_id) == Some(&ChargeWritten::Declined) {
             let cause = charge.correlation_id.map(str::to_string);
             let e_mail =
                 tasks::send_notification(charge.order_id, NotificationKind::OrderCancelled);
@@ -156,10 +156,13 @@ pub async fn record_charges(
     }
     orderflow_queue::enqueue_all(conn, &follow_ups).await?;
     let applied = |charge: &ChargeToRecord<'_>| {
-        let outcome = outcomes.get(&charge.order_id).map(String::as_str);
+        let outcome = outcomes.get(&charge.order_id);
         match charge.outcome {
-            ChargeOutcome::Approved { .. } => matches!(outcome, Some(PAID | CAPTURED_TOO_LATE)),
-            ChargeOutcome::Declined { .. } => outcome == Some(DECLINED),
+            ChargeOutcome::Approved { .. } => matches!(
+                outcome,
+                Some(ChargeWritten::Paid | ChargeWritten::CapturedTooLate)
+            ),
+            ChargeOutcome::Declined { .. } => outcome == Some(&ChargeWritten::Declined),
         }
     };
 
@@ -176,34 +179,50 @@ pub async fn record_charges(
         .collect())
 }
 
-/// What [`write_charge_outcomes`] did to an order.
-const PAID: &str = "paid";
-const CAPTURED_TOO_LATE: &str = "captured_too_late";
-const DECLINED: &str = "declined";
+/// What [`write_charge_outcomes`] did to an order, as its statement names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChargeWritten {
+    /// Payment captured, `pending → paid`, `paid` event.
+    Paid,
+    /// Payment captured, but the order was no longer pending.
+    CapturedTooLate,
+    /// `pending → cancelled`, the declined payment, `cancelled` event.
+    Declined,
+}
+
+impl ChargeWritten {
+    const ALL: [Self; 3] = [Self::Paid, Self::CapturedTooLate, Self::Declined];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::CapturedTooLate => "captured_too_late",
+            Self::Declined => "declined",
+        }
+    }
+}
 
 #[derive(QueryableByName)]
-struct ChargeWritten {
+struct ChargeWrittenRow {
     #[diesel(sql_type = SqlUuid)]
     order_id: Uuid,
     #[diesel(sql_type = Text)]
     outcome: String,
 }
 
-/// Writes the gateway's answers in one statement, and returns what each order got:
-/// [`PAID`] (payment captured, `pending → paid`, `paid` event), [`CAPTURED_TOO_LATE`]
-/// (payment captured, the order no longer pending), [`DECLINED`] (`pending → cancelled`,
-/// the declined payment, `cancelled` event). An order missing from the answer had its
+/// Writes the gateway's answers in one statement, and returns what each order got
+/// ([`ChargeWritten`]). An order missing from the answer had its
 /// payment already (a duplicate task) or, declined, was no longer pending: nothing was
 /// written for it. Orders are updated by key (`= ANY`), a plan that needs no statistics.
 async fn write_charge_outcomes(
     conn: &mut AsyncPgConnection,
     approved: &[(&ChargeToRecord<'_>, &str)],
     declined: &[(&ChargeToRecord<'_>, &str)],
-) -> QueryResult<HashMap<Uuid, String>> {
+) -> QueryResult<HashMap<Uuid, ChargeWritten>> {
     if approved.is_empty() && declined.is_empty() {
         return Ok(HashMap::new());
     }
-    let written: Vec<ChargeWritten> = prepared_sql(
+    let written: Vec<ChargeWrittenRow> = prepared_sql(
         "WITH approved AS ( \
              SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[]) \
                  AS a(order_id, amount_cents, charge_id)), \
@@ -254,15 +273,25 @@ async fn write_charge_outcomes(
     .bind::<Text, _>(PaymentStatus::Declined.as_str())
     .bind::<Text, _>(EventType::Paid.as_str())
     .bind::<Text, _>(EventType::Cancelled.as_str())
-    .bind::<Text, _>(CAPTURED_TOO_LATE)
-    .bind::<Text, _>(PAID)
-    .bind::<Text, _>(DECLINED)
+    .bind::<Text, _>(ChargeWritten::CapturedTooLate.as_str())
+    .bind::<Text, _>(ChargeWritten::Paid.as_str())
+    .bind::<Text, _>(ChargeWritten::Declined.as_str())
     .load(conn)
     .await?;
-    Ok(written
+    written
         .into_iter()
-        .map(|row| (row.order_id, row.outcome))
-        .collect())
+        .map(|row| {
+            ChargeWritten::ALL
+                .into_iter()
+                .find(|outcome| outcome.as_str() == row.outcome)
+                .map(|outcome| (row.order_id, outcome))
+                .ok_or_else(|| {
+                    diesel::result::Error::DeserializationError(
+                        format!("unexpected charge outcome {:?}", row.outcome).into(),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Locks the order's row, so that the steps of one order run one after the other, and
