@@ -191,14 +191,18 @@ enum ChargeWritten {
 }
 
 impl ChargeWritten {
-    const ALL: [Self; 3] = [Self::Paid, Self::CapturedTooLate, Self::Declined];
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Paid => "paid",
             Self::CapturedTooLate => "captured_too_late",
             Self::Declined => "declined",
         }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Paid, Self::CapturedTooLate, Self::Declined]
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
     }
 }
 
@@ -281,9 +285,7 @@ async fn write_charge_outcomes(
     written
         .into_iter()
         .map(|row| {
-            ChargeWritten::ALL
-                .into_iter()
-                .find(|outcome| outcome.as_str() == row.outcome)
+            ChargeWritten::parse(&row.outcome)
                 .map(|outcome| (row.order_id, outcome))
                 .ok_or_else(|| {
                     diesel::result::Error::DeserializationError(
