@@ -19,8 +19,8 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orderflow::config::DatabaseConfig;
 use orderflow_queue::{
-    enqueue, ClaimedTask, KindConfig, NewTask, Notifier, Pool, TaskError, TaskHandler, WakeUps,
-    Worker, WorkerOptions,
+    enqueue, ClaimedTask, KindConfig, Listener, NewTask, Pool, TaskError, TaskHandler, Worker,
+    WorkerOptions,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -105,35 +105,28 @@ struct Bench {
 }
 
 impl Bench {
-    /// Runs one worker per kind (with a shared wake-up session) until the token is
-    /// cancelled. The notifier wakes them for the tasks the bench enqueues.
+    /// Runs one worker per kind (with a shared listener) until the token is cancelled.
     fn start(
         &self,
         handlers: Vec<(KindConfig, Step)>,
-    ) -> (CancellationToken, tokio::task::JoinSet<()>, Notifier) {
+    ) -> (CancellationToken, tokio::task::JoinSet<()>) {
         let shutdown = CancellationToken::new();
         let names: Vec<&str> = handlers.iter().map(|(kind, _)| kind.kind).collect();
-        let wakeups = WakeUps::new(&names);
+        let listener = Listener::new(&names);
         let mut running = tokio::task::JoinSet::new();
         for (kind, handler) in handlers {
+            let wakeup = listener.wakeup(kind.kind);
             let options = WorkerOptions {
                 concurrency: self.concurrency,
                 poll_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(5),
                 claim_cooldown: self.claim_cooldown,
             };
-            let worker = Worker::new(
-                self.pool.clone(),
-                kind,
-                Arc::new(handler),
-                options,
-                &wakeups,
-            );
+            let worker = Worker::new(self.pool.clone(), kind, Arc::new(handler), options, wakeup);
             running.spawn(worker.run(shutdown.clone()));
         }
-        let notifier = wakeups.notifier();
-        running.spawn(wakeups.run(self.url.clone(), shutdown.clone()));
-        (shutdown, running, notifier)
+        running.spawn(listener.run(self.url.clone(), shutdown.clone()));
+        (shutdown, running)
     }
 
     fn step(
@@ -176,7 +169,7 @@ impl Bench {
         let latencies = Arc::default();
         let done = Arc::new(AtomicI64::new(0));
         let started = Instant::now();
-        let (stop, mut running, _) = self.start(vec![(
+        let (stop, mut running) = self.start(vec![(
             noop.clone(),
             self.step(None, &latencies, false, &done),
         )]);
@@ -210,7 +203,7 @@ impl Bench {
                 )
             })
             .collect();
-        let (stop, mut running, notifier) = self.start(handlers);
+        let (stop, mut running) = self.start(handlers);
         let first = kind(STAGES[0]);
         let mut conn = AsyncPgConnection::establish(&self.url).await?;
         let started = Instant::now();
@@ -219,8 +212,11 @@ impl Bench {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         while started.elapsed().as_secs_f64() < seconds {
             tick.tick().await;
-            let head = NewTask::new(&first, json!({ "started_us": now_us() }));
-            notifier.wake_after(enqueue(&mut conn, &head)).await?;
+            enqueue(
+                &mut conn,
+                &NewTask::new(&first, json!({ "started_us": now_us() })),
+            )
+            .await?;
             chains += 1;
         }
         let offered = started.elapsed().as_secs_f64();
@@ -242,18 +238,21 @@ impl Bench {
         let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
         let done = Arc::new(AtomicI64::new(0));
         let lone = kind("bench.pickup");
-        let (stop, mut running, notifier) = self.start(vec![(
+        let (stop, mut running) = self.start(vec![(
             lone.clone(),
             self.step(None, &latencies, true, &done),
         )]);
         let mut conn = AsyncPgConnection::establish(&self.url).await?;
-        // Let the wake-up session connect before the first task.
+        // Let the listener connect before the first task.
         tokio::time::sleep(Duration::from_millis(500)).await;
         for i in 0..n {
             // Idle gap: every pickup starts from waiting workers.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let task = NewTask::new(&lone, json!({ "started_us": now_us() }));
-            notifier.wake_after(enqueue(&mut conn, &task)).await?;
+            enqueue(
+                &mut conn,
+                &NewTask::new(&lone, json!({ "started_us": now_us() })),
+            )
+            .await?;
             Self::wait_done(&done, i as i64 + 1, Duration::from_secs(30)).await?;
         }
         stop.cancel();

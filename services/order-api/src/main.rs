@@ -139,18 +139,8 @@ async fn serve() -> Result<(), AnyError> {
         &database,
         database.pool_size_or(orderflow::db::DEFAULT_POOL_SIZE),
     );
-    // The API works no task kind; its session only sends the wake-ups of what it enqueues.
-    let wakeups = orderflow_queue::WakeUps::new(&[]);
-    let stop_wakeups = tokio_util::sync::CancellationToken::new();
-    let session = tokio::spawn(
-        wakeups
-            .clone()
-            .run(database.url.expose().to_string(), stop_wakeups.clone()),
-    );
-    let app = order_api::startup::build(&api, pool, wakeups.notifier())?;
+    let app = order_api::startup::build(&api, pool)?;
     tracing::info!(addr = %app.addr, admin = api.admin_token.is_some(), "order API listening");
-    let served = app.server.await;
-    stop_wakeups.cancel();
-    let _ = session.await;
-    Ok(served?)
+    app.server.await?;
+    Ok(())
 }

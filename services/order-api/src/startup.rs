@@ -8,7 +8,6 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use orderflow::config::ApiConfig;
 use orderflow::db::Pool;
-use orderflow_queue::Notifier;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -27,9 +26,8 @@ pub struct Application {
 }
 
 /// Binds `config.addr` (port 0 picks a free port) and builds the server; await
-/// `server` to run it. The wake-ups of the tasks it enqueues go out through `notifier`
-/// (whose [`orderflow_queue::WakeUps`] session the caller runs).
-pub fn build(config: &ApiConfig, pool: Pool, notifier: Notifier) -> std::io::Result<Application> {
+/// `server` to run it.
+pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     let listener = TcpListener::bind(config.addr)?;
     let addr = listener.local_addr()?;
     let metrics = orderflow::metrics::install()
@@ -37,7 +35,6 @@ pub fn build(config: &ApiConfig, pool: Pool, notifier: Notifier) -> std::io::Res
         .ok();
     let state = web::Data::new(AppState {
         pool,
-        notifier,
         admin_token: config.admin_token.clone(),
         metrics,
     });

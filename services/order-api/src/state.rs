@@ -3,7 +3,6 @@ use std::future::{ready, Ready};
 use actix_web::{web, FromRequest, HttpRequest};
 use orderflow::config::Secret;
 use orderflow::db::Pool;
-use orderflow_queue::Notifier;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -11,8 +10,6 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
-    /// Wakes the workers of the tasks a request enqueued, once its transaction committed.
-    pub notifier: Notifier,
     pub admin_token: Option<Secret>,
     /// `None` when the metrics recorder could not be installed (logged at start).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,

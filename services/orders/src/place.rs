@@ -138,9 +138,6 @@ struct Placement {
 /// client that does not wait for ReadyForQuery (tokio-postgres does not) reads a placed
 /// order that was never committed. The fault-injection test caught exactly this: 202s for
 /// orders lost in a PostgreSQL crash. An explicit COMMIT answers only once it is durable.
-///
-/// Run it through [`orderflow_queue::Notifier::wake_after`], so that the payment workers
-/// are woken once the order has committed.
 pub async fn place_order(
     conn: &mut AsyncPgConnection,
     order: &NewOrder,
@@ -201,9 +198,6 @@ async fn insert_order(
         return replay(conn, key.as_deref(), fingerprint.as_deref()).await;
     };
     tracing::debug!(task_id = placement.task_id, "order and first task inserted");
-    if placement.task_id.is_some() {
-        orderflow_queue::note_enqueued(first_task.kind);
-    }
     let currency = placement.currency.unwrap_or_default();
     let total_cents = placement.total_cents;
     let placed_details = json!({ "total_cents": total_cents });

@@ -1,9 +1,9 @@
 //! What every worker service does around its handlers: configuration, the pool, the
-//! LISTEN/NOTIFY session, one claim loop per task kind, and a graceful stop on SIGTERM/SIGINT.
+//! LISTEN connection, one claim loop per task kind, and a graceful stop on SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
-use orderflow_queue::{TaskHandler, WakeUps, Worker, WorkerOptions};
+use orderflow_queue::{Listener, TaskHandler, Worker, WorkerOptions};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ pub struct WorkerRuntime {
     lease: Option<std::time::Duration>,
     kinds: Vec<&'static str>,
     metrics_addr: Option<std::net::SocketAddr>,
-    wakeups: WakeUps,
+    listener: Listener,
     shutdown: CancellationToken,
     workers: JoinSet<()>,
 }
@@ -49,7 +49,7 @@ impl WorkerRuntime {
             lease: worker.lease,
             kinds: names.clone(),
             metrics_addr: worker.metrics_addr,
-            wakeups: WakeUps::new(&names),
+            listener: Listener::new(&names),
             shutdown: CancellationToken::new(),
             workers: JoinSet::new(),
         }
@@ -66,7 +66,7 @@ impl WorkerRuntime {
             kind.config_with_lease(self.lease),
             Arc::new(handler),
             self.options.clone(),
-            &self.wakeups,
+            self.listener.wakeup(kind.as_str()),
         );
         self.workers.spawn(worker.run(self.shutdown.clone()));
     }
@@ -86,15 +86,15 @@ impl WorkerRuntime {
 
     /// Runs until the shutdown token is cancelled, then drains the workers.
     pub async fn run_until_stopped(mut self) {
-        let wakeups = tokio::spawn(
-            self.wakeups
+        let listener = tokio::spawn(
+            self.listener
                 .clone()
                 .run(self.database_url.clone(), self.shutdown.clone()),
         );
         let ops = self.start_ops_server();
         self.shutdown.cancelled().await;
         while self.workers.join_next().await.is_some() {}
-        let _ = wakeups.await;
+        let _ = listener.await;
         if let Some(ops) = ops {
             ops.stop(true).await;
         }

@@ -4,7 +4,7 @@ use diesel::sql_types::{Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::{note_enqueued, prepared_sql, ClaimedTask, DeadTask, NewTask, TaskError};
+use crate::{prepared_sql, ClaimedTask, DeadTask, NewTask, TaskError};
 
 diesel::define_sql_function! {
     /// The time now, not at the start of the transaction: a lease that ran out while the
@@ -17,12 +17,12 @@ pub fn notify_channel(kind: &str) -> String {
     format!("tasks.{kind}")
 }
 
-/// Enqueues a task on the caller's connection. Inside a transaction, the task exists only
-/// if the transaction commits. Run that transaction through [`crate::Notifier::wake_after`]
-/// for the kind's workers to be woken once it has; otherwise they find the task at their
-/// next poll. The task keeps the current correlation id ([`crate::with_correlation_id`]).
-/// Returns the new task's id, or `None` when the task has a unique key that an earlier
-/// task already holds (nothing is written then).
+/// Enqueues a task on the caller's connection. Inside a transaction, the task (and its
+/// NOTIFY, sent by the table's insert trigger) exist only if the transaction commits.
+/// PostgreSQL folds identical notifications of one transaction into one, so enqueueing
+/// many tasks of a kind costs one wake-up. The task keeps the current correlation id
+/// ([`crate::with_correlation_id`]). Returns the new task's id, or `None` when the task has
+/// a unique key that an earlier task already holds (nothing is written then).
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     task: &NewTask,
@@ -30,7 +30,6 @@ pub async fn enqueue(
     use crate::schema::tasks;
     use diesel::upsert::DecoratableTarget;
     use diesel::{ExpressionMethods, OptionalExtension as _};
-    note_enqueued(task.kind);
     // Built with the query builder, so the statement is prepared once per connection.
     diesel::insert_into(tasks::table)
         .values((
@@ -62,9 +61,6 @@ pub async fn enqueue_all(
     use diesel::sql_types::{Array, Int4, Jsonb, Nullable};
     if new_tasks.is_empty() {
         return Ok(0);
-    }
-    for task in new_tasks {
-        note_enqueued(task.kind);
     }
     let kinds: Vec<&str> = new_tasks.iter().map(|task| task.kind).collect();
     let payloads: Vec<&serde_json::Value> = new_tasks.iter().map(|task| &task.payload).collect();

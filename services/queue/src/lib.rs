@@ -3,7 +3,8 @@
 //!
 //! # Guarantees
 //! - **Transactional enqueue.** [`enqueue`] runs on the caller's connection, inside the
-//!   caller's transaction: a task exists if and only if that transaction commits.
+//!   caller's transaction: a task exists if and only if that transaction commits. The
+//!   table's insert trigger sends a NOTIFY on the kind's channel, delivered at commit.
 //!   A statement written in SQL enqueues with the SQL function `enqueue_task(kind,
 //!   payload, max_attempts, unique_key, correlation_id)`, the same insert.
 //! - **Leased batch claims.** [`claim_batch`] takes up to N waiting tasks of one kind
@@ -37,13 +38,9 @@
 //! - **Correlation.** Each task stores the correlation id current when it was enqueued (the
 //!   API's request id, or the id of the task that enqueued it), and its worker runs it under
 //!   that id again, so one id follows a piece of work across services and logs.
-//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback. The
-//!   NOTIFY is not sent by the transaction that enqueues, whose commit it would serialise
-//!   with every other one's: the transaction runs through [`Notifier::wake_after`], and
-//!   once it has committed the process's [`WakeUps`] session sends the wake-ups of the
-//!   kinds it enqueued, in a transaction of their own that waits for no flush (see
-//!   [`WakeUps`]). An optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves
-//!   the wake-ups of a busy kind with fewer, larger claims.
+//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback; an
+//!   optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves the wake-ups of a
+//!   busy kind with fewer, larger claims.
 //! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
 //!   finish within a grace period; what is still running then is stopped and given back
 //!   ([`release`]) without counting the attempt.
@@ -51,11 +48,11 @@
 mod claim;
 mod correlation;
 mod error;
+mod listener;
 mod prepared;
 mod record;
 mod schema;
 mod task;
-mod wakeup;
 mod worker;
 
 pub mod admin;
@@ -65,9 +62,9 @@ pub use claim::{
 };
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
+pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use prepared::{prepared_sql, PreparedSql};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
-pub use wakeup::{note_enqueued, Notifier, WakeUps, APPLICATION_NAME as WAKEUPS_APPLICATION_NAME};
 pub use worker::{record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions};
 
 /// The connection pool the queue works with.

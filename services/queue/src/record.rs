@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::claim::complete_claims;
 use crate::worker::panic_message;
-use crate::{ClaimedTask, Notifier, Pool, Recording, TaskError, TaskHandler};
+use crate::{ClaimedTask, Pool, Recording, TaskError, TaskHandler};
 
 /// The most tasks one transaction records.
 const MAX_GROUP: usize = 64;
@@ -82,11 +82,7 @@ impl Drop for PerformingGuard {
 
 impl<H: TaskHandler> GroupRecorder<H> {
     /// Starts the recorder task of one kind.
-    pub fn start(
-        pool: Pool,
-        notifier: Notifier,
-        handler: Arc<H>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(pool: Pool, handler: Arc<H>) -> (Self, tokio::task::JoinHandle<()>) {
         // Unbounded, yet never longer than the worker's concurrency: each queued attempt
         // holds one of its slots.
         let (queue, mut pending) = mpsc::unbounded_channel::<(Performed<H>, Reply<H>)>();
@@ -95,7 +91,7 @@ impl<H: TaskHandler> GroupRecorder<H> {
         let running = tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
                 let group = gather_group(first, &mut pending, &waiting_for).await;
-                record_group(&pool, &notifier, handler.as_ref(), group).await;
+                record_group(&pool, handler.as_ref(), group).await;
             }
         });
         (Self { queue, performing }, running)
@@ -161,12 +157,11 @@ async fn gather_group<H: TaskHandler>(
 /// Records a group; each attempt gets its own result.
 async fn record_group<H: TaskHandler>(
     pool: &Pool,
-    notifier: &Notifier,
     handler: &H,
     group: Vec<(Performed<H>, Reply<H>)>,
 ) {
     let (performed, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-    match record_together(pool, notifier, handler, &performed).await {
+    match record_together(pool, handler, &performed).await {
         Ok(results) => {
             for ((attempt, reply), result) in performed.iter().zip(replies).zip(results) {
                 finish(handler, attempt, reply, result);
@@ -180,7 +175,7 @@ async fn record_group<H: TaskHandler>(
         Err(error) => {
             tracing::warn!(%error, tasks = performed.len(), "recording a group failed; recording its tasks one by one");
             for (attempt, reply) in performed.iter().zip(replies) {
-                let result = record_in_own_transaction(pool, notifier, handler, attempt).await;
+                let result = record_in_own_transaction(pool, handler, attempt).await;
                 finish(handler, attempt, reply, result);
             }
         }
@@ -203,11 +198,10 @@ fn finish<H: TaskHandler>(
 /// Records one attempt in its own transaction, then runs the handler's `committed` hook.
 pub(crate) async fn record_alone<H: TaskHandler>(
     pool: &Pool,
-    notifier: &Notifier,
     handler: &H,
     attempt: &Performed<H>,
 ) -> Result<H::Recorded, TaskError> {
-    let recorded = record_in_own_transaction(pool, notifier, handler, attempt).await?;
+    let recorded = record_in_own_transaction(pool, handler, attempt).await?;
     after_commit(handler, attempt, &recorded);
     Ok(recorded)
 }
@@ -229,23 +223,20 @@ fn after_commit<H: TaskHandler>(handler: &H, attempt: &Performed<H>, recorded: &
 
 async fn record_in_own_transaction<H: TaskHandler>(
     pool: &Pool,
-    notifier: &Notifier,
     handler: &H,
     attempt: &Performed<H>,
 ) -> Result<H::Recorded, TaskError> {
-    record_together(pool, notifier, handler, std::slice::from_ref(attempt))
+    record_together(pool, handler, std::slice::from_ref(attempt))
         .await?
         .pop()
         .unwrap_or(Err(TaskError::ClaimLost))
 }
 
 /// One transaction: completes the attempts' tasks whose claims are still live, then writes
-/// their effects ([`TaskHandler::record_group`]). A task whose claim was lost gets
-/// [`TaskError::ClaimLost`] and none of its effects; an error in any task's effects rolls
-/// the whole transaction back. Once it has committed, the follow-ups' workers are woken.
+/// their effects ([`TaskHandler::record_group`]). A task whose claim was lost gets [`TaskError::ClaimLost`] and none
+/// of its effects; an error in any task's effects rolls the whole transaction back.
 async fn record_together<H: TaskHandler>(
     pool: &Pool,
-    notifier: &Notifier,
     handler: &H,
     attempts: &[Performed<H>],
 ) -> Result<Vec<Result<H::Recorded, TaskError>>, TaskError> {
@@ -254,7 +245,7 @@ async fn record_together<H: TaskHandler>(
         .map(|attempt| (attempt.task.id, attempt.task.claim_token))
         .collect();
     let mut conn = pool.get().await?;
-    let transaction = conn.transaction(async |conn| {
+    conn.transaction(async |conn| {
         let completed: HashSet<i64> = complete_claims(conn, &claims).await?.into_iter().collect();
         let live: Vec<Recording<'_, H::Outcome>> = attempts
             .iter()
@@ -276,8 +267,8 @@ async fn record_together<H: TaskHandler>(
                 }
             })
             .collect())
-    });
-    notifier.wake_after(transaction).await
+    })
+    .await
 }
 
 /// The handler's `record_group`; a panic is an error, and so is a count that does not match.

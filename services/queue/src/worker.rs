@@ -15,8 +15,7 @@ use crate::claim::{bury_expired, extend_lease, release};
 use crate::correlation::with_correlation_id;
 use crate::record::{record_alone, GroupRecorder, Performed, PerformingGuard};
 use crate::{
-    claim_batch, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Notifier, Pool,
-    TaskError, WakeUps,
+    claim_batch, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Pool, TaskError,
 };
 
 /// The business step of one task kind, in two parts: [`TaskHandler::perform`] talks to the
@@ -158,29 +157,23 @@ pub struct Worker<H> {
     kind: KindConfig,
     handler: Arc<H>,
     options: WorkerOptions,
-    /// Wakes this worker when tasks of its kind are enqueued.
     wakeup: Arc<Notify>,
-    /// Wakes the workers of the follow-up tasks this one enqueues.
-    notifier: Notifier,
 }
 
 impl<H: TaskHandler> Worker<H> {
-    /// A worker woken through `wakeups` (which must listen on its kind, and be running
-    /// for the wake-ups to flow; else the worker only polls).
     pub fn new(
         pool: Pool,
         kind: KindConfig,
         handler: Arc<H>,
         options: WorkerOptions,
-        wakeups: &WakeUps,
+        wakeup: Arc<Notify>,
     ) -> Self {
         Self {
-            wakeup: wakeups.wakeup(kind.kind),
-            notifier: wakeups.notifier(),
             pool,
             kind,
             handler,
             options,
+            wakeup,
         }
     }
 
@@ -192,13 +185,8 @@ impl<H: TaskHandler> Worker<H> {
         let concurrency = self.options.concurrency.max(1);
         let mut running = JoinSet::new();
         let held = HeldClaims::default();
-        let recording = H::GROUP_COMMIT.then(|| {
-            GroupRecorder::start(
-                self.pool.clone(),
-                self.notifier.clone(),
-                Arc::clone(&self.handler),
-            )
-        });
+        let recording = H::GROUP_COMMIT
+            .then(|| GroupRecorder::start(self.pool.clone(), Arc::clone(&self.handler)));
         let recorder = recording.as_ref().map(|(recorder, _)| recorder.clone());
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -331,7 +319,6 @@ impl<H: TaskHandler> Worker<H> {
         recorder: Option<GroupRecorder<H>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
-        let notifier = self.notifier.clone();
         let kind = self.kind.clone();
         let handler = Arc::clone(&self.handler);
         // Counted from the claim on, so that a group forming meanwhile waits for it.
@@ -347,13 +334,8 @@ impl<H: TaskHandler> Worker<H> {
         let owner_span = span.in_scope(|| handler.span(&task));
         let attempt = async move {
             let started = std::time::Instant::now();
-            let attempt = Attempt {
-                pool: &pool,
-                notifier: &notifier,
-                kind: &kind,
-                task: &task,
-            };
-            let outcome = run_attempt(handler.as_ref(), &attempt, recorder, performing).await;
+            let outcome =
+                run_attempt(handler.as_ref(), &pool, &kind, &task, recorder, performing).await;
             let label = match outcome {
                 Ok(_) => {
                     tracing::debug!("task completed");
@@ -365,7 +347,7 @@ impl<H: TaskHandler> Worker<H> {
                     tracing::warn!("claim lost before completion; another attempt owns the task");
                     "claim_lost"
                 }
-                Err(error) => record_failure(&attempt, handler.as_ref(), error).await,
+                Err(error) => record_failure(&pool, &kind, handler.as_ref(), &task, error).await,
             };
             metrics::histogram!("orderflow_queue_task_duration_seconds", "kind" => kind.kind, "outcome" => label)
                 .record(started.elapsed().as_secs_f64());
@@ -380,14 +362,15 @@ impl<H: TaskHandler> Worker<H> {
             let mut conn = self.pool.get().await?;
             let handler = self.handler.as_ref();
             let kind = self.kind.kind;
-            let transaction = conn.transaction(async |conn| {
-                let buried = bury_expired(conn, kind).await?;
-                for task in &buried {
-                    handler.on_dead(conn, task).await?;
-                }
-                Ok::<_, diesel::result::Error>(buried)
-            });
-            Ok(self.notifier.wake_after(transaction).await?)
+            Ok(conn
+                .transaction(async |conn| {
+                    let buried = bury_expired(conn, kind).await?;
+                    for task in &buried {
+                        handler.on_dead(conn, task).await?;
+                    }
+                    Ok::<_, diesel::result::Error>(buried)
+                })
+                .await?)
         }
         .await;
         match result {
@@ -412,16 +395,12 @@ impl<H: TaskHandler> Worker<H> {
 /// now with its backoff rather than found when the lease runs out.
 async fn run_attempt<H: TaskHandler>(
     handler: &H,
-    attempt: &Attempt<'_>,
+    pool: &Pool,
+    kind: &KindConfig,
+    task: &ClaimedTask,
     recorder: Option<GroupRecorder<H>>,
     performing: Option<PerformingGuard>,
 ) -> Result<H::Recorded, TaskError> {
-    let Attempt {
-        pool,
-        notifier,
-        kind,
-        task,
-    } = *attempt;
     let attempt = async {
         let outcome = handler.perform(task).await?;
         let performed = Performed {
@@ -431,7 +410,7 @@ async fn run_attempt<H: TaskHandler>(
         };
         match recorder {
             Some(recorder) => recorder.record(performed, performing).await,
-            None => record_alone(pool, notifier, handler, &performed).await,
+            None => record_alone(pool, handler, &performed).await,
         }
     };
     let run = AssertUnwindSafe(with_correlation_id(task.correlation_id.clone(), attempt))
@@ -464,7 +443,7 @@ pub async fn run_once<H: TaskHandler>(
         outcome,
         span: tracing::Span::current(),
     };
-    record_alone(pool, &Notifier::default(), handler, &performed).await
+    record_alone(pool, handler, &performed).await
 }
 
 /// Extends the task's lease every third of a lease while the attempt runs. Returns only
@@ -531,40 +510,28 @@ fn report_panic(finished: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// What one attempt works with.
-#[derive(Clone, Copy)]
-struct Attempt<'a> {
-    pool: &'a Pool,
-    notifier: &'a Notifier,
-    kind: &'a KindConfig,
-    task: &'a ClaimedTask,
-}
-
 /// Records a failed attempt; returns the outcome's metric label.
 async fn record_failure<H: TaskHandler>(
-    attempt: &Attempt<'_>,
+    pool: &Pool,
+    kind: &KindConfig,
     handler: &H,
+    task: &ClaimedTask,
     error: TaskError,
 ) -> &'static str {
-    let Attempt {
-        pool,
-        notifier,
-        kind,
-        task,
-    } = *attempt;
     let backoff = kind.backoff(task.attempt);
     let result: Result<FailureOutcome, TaskError> = async {
         let mut conn = pool.get().await?;
-        let transaction = conn.transaction(async |conn| {
-            let outcome = fail(conn, task, &error, backoff).await?;
-            if outcome == FailureOutcome::Dead {
-                let mut dead = DeadTask::from(task);
-                dead.last_error = Some(error.to_string());
-                handler.on_dead(conn, &dead).await?;
-            }
-            Ok::<_, diesel::result::Error>(outcome)
-        });
-        Ok(notifier.wake_after(transaction).await?)
+        Ok(conn
+            .transaction(async |conn| {
+                let outcome = fail(conn, task, &error, backoff).await?;
+                if outcome == FailureOutcome::Dead {
+                    let mut dead = DeadTask::from(task);
+                    dead.last_error = Some(error.to_string());
+                    handler.on_dead(conn, &dead).await?;
+                }
+                Ok::<_, diesel::result::Error>(outcome)
+            })
+            .await?)
     }
     .await;
     match result {

@@ -7,7 +7,6 @@ use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConf
 use orderflow::email::Mailer;
 use orderflow::payment::{PaymentGateway, SimulatedGateway};
 use orderflow::runtime::WorkerRuntime;
-use orderflow_queue::{Notifier, WakeUps};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,32 +19,22 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     server: actix_web::dev::ServerHandle,
-    /// Stops the API's wake-up session.
-    wakeups: CancellationToken,
 }
 
-/// Starts the API on a free port against `db`, with its wake-up session.
+/// Starts the API on a free port against `db`.
 pub async fn spawn_app(db: &TestDb) -> TestApp {
-    let wakeups = WakeUps::new(&[]);
-    let app = start_app(db.pool(4), wakeups.notifier());
-    tokio::spawn(wakeups.run(db.url.clone(), app.wakeups.clone()));
-    app
+    spawn_app_with_pool(db.pool(4)).await
 }
 
-/// Starts the API on a free port with the given pool (which may point nowhere), and no
-/// wake-up session: workers find its tasks when they poll.
+/// Starts the API on a free port with the given pool (which may point nowhere).
 pub async fn spawn_app_with_pool(pool: orderflow::db::Pool) -> TestApp {
-    start_app(pool, Notifier::default())
-}
-
-fn start_app(pool: orderflow::db::Pool, notifier: Notifier) -> TestApp {
     let config = ApiConfig {
         addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         cors_origins: Vec::new(),
         migrate_on_start: false,
     };
-    let app = order_api::startup::build(&config, pool, notifier)
+    let app = order_api::startup::build(&config, pool)
         .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
     let server = app.server.handle();
     tokio::spawn(app.server);
@@ -53,13 +42,11 @@ fn start_app(pool: orderflow::db::Pool, notifier: Notifier) -> TestApp {
         base_url: format!("http://{}", app.addr),
         client: reqwest::Client::new(),
         server,
-        wakeups: CancellationToken::new(),
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.wakeups.cancel();
         let server = self.server.clone();
         // Stopping is async; without a runtime (end of test) the server dies with it anyway.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -267,19 +254,9 @@ pub struct WorkerPlan {
 }
 
 pub fn spawn_worker_plan(db: &TestDb, smtp_url: &str, plan: WorkerPlan) -> Workers {
-    spawn_worker_plan_with(db, smtp_url, plan, &worker_config())
-}
-
-/// As [`spawn_worker_plan`], with the workers configured by `worker`.
-pub fn spawn_worker_plan_with(
-    db: &TestDb,
-    smtp_url: &str,
-    plan: WorkerPlan,
-    worker: &WorkerConfig,
-) -> Workers {
     // Small pools: tests run in parallel against one server with max_connections = 100.
     let database = db.database_config(4);
-    let worker = worker.clone();
+    let worker = worker_config();
     let mut runtimes = Vec::new();
 
     if let Some(gateway) = plan.gateway {

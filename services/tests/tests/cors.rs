@@ -13,8 +13,7 @@ async fn app_with_origins(db: &TestDb, origins: &[&str]) -> String {
         cors_origins: origins.iter().map(|o| o.to_string()).collect(),
         migrate_on_start: false,
     };
-    let app = order_api::startup::build(&config, db.pool(2), Default::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let app = order_api::startup::build(&config, db.pool(2)).unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(app.server);
     format!("http://{}", app.addr)
 }

@@ -121,21 +121,20 @@ async fn sigterm_gives_back_the_tasks_that_outlast_the_grace_period() {
 }
 
 #[derive(QueryableByName)]
-struct Sessions {
+struct Listeners {
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
 
-/// The wake-up sessions connected: one per service.
-async fn wakeup_sessions(url: &str) -> Option<i64> {
+async fn listening_sessions(url: &str) -> Option<i64> {
     let mut conn = AsyncPgConnection::establish(url).await.ok()?;
-    let sessions: Sessions =
+    let listeners: Listeners =
         diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1")
-            .bind::<Text, _>(orderflow_queue::WAKEUPS_APPLICATION_NAME)
+            .bind::<Text, _>(orderflow_queue::LISTENER_APPLICATION_NAME)
             .get_result(&mut conn)
             .await
             .ok()?;
-    Some(sessions.n)
+    Some(listeners.n)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,9 +168,9 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
     }
     stack.wait_drained(Duration::from_secs(60)).await;
     wait_until(
-        "four wake-up sessions (the API's and three workers')",
+        "three listening sessions",
         Duration::from_secs(30),
-        || async { (wakeup_sessions(&url).await? == 4).then_some(()) },
+        || async { (listening_sessions(&url).await? == 3).then_some(()) },
     )
     .await;
 
@@ -207,9 +206,9 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
         (restarted.elapsed()).as_millis().max(drained.as_millis())
     );
     wait_until(
-        "the wake-up sessions to reconnect",
+        "the listeners to reconnect",
         Duration::from_secs(30),
-        || async { (wakeup_sessions(&url).await? == 4).then_some(()) },
+        || async { (listening_sessions(&url).await? == 3).then_some(()) },
     )
     .await;
     for service in workers.iter_mut().chain([&mut api]) {

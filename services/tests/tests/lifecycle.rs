@@ -3,14 +3,10 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use orderflow::config::PaymentConfig;
-use orderflow::payment::SimulatedGateway;
 use orderflow::schema::{payments, products, sent_emails};
-use orderflow_tests::app::{spawn_worker_plan_with, worker_config, WorkerPlan};
 use orderflow_tests::smtp::header;
 use orderflow_tests::{spawn_app, spawn_workers, wait_until, SmtpServer, TestDb};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn event_types(order: &Value) -> Vec<String> {
@@ -94,59 +90,6 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
         .await
         .unwrap_or(-1);
     assert_eq!(emails, 1);
-    workers.stop().await;
-}
-
-/// The wake-up sessions connected to the test's database.
-async fn wakeup_sessions(db: &TestDb) -> Option<i64> {
-    use diesel::sql_types::{BigInt, Text};
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut conn = db.connect().await;
-    let sessions: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name = $1",
-    )
-    .bind::<Text, _>(orderflow_queue::WAKEUPS_APPLICATION_NAME)
-    .get_result(&mut conn)
-    .await
-    .ok()?;
-    Some(sessions.n)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wake_ups_alone_carry_an_order_through_every_stage() {
-    let db = TestDb::new().await;
-    let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let mut config = worker_config();
-    // Far beyond the test's deadlines: no worker polls, each stage is woken by the last.
-    config.poll_interval = Duration::from_secs(3600);
-    let plan = WorkerPlan {
-        gateway: Some(Arc::new(SimulatedGateway::new(PaymentConfig {
-            latency: Duration::ZERO,
-            transient_failure_rate: 0.0,
-        }))),
-        inventory_replicas: 1,
-        notification: true,
-    };
-    let workers = spawn_worker_plan_with(&db, &smtp.url(), plan, &config);
-    let mug = app.create_product("MUG", 1250, 5).await;
-    // The API's session and one per worker service; once connected, each has woken its
-    // workers once and they have found nothing.
-    wait_until("four wake-up sessions", Duration::from_secs(30), || async {
-        (wakeup_sessions(&db).await? == 4).then_some(())
-    })
-    .await;
-    for _ in 0..2 {
-        let order_id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
-        let order = app.wait_terminal(&order_id).await;
-        assert_eq!(order["status"], "fulfilled");
-        wait_for_email(&smtp, &order_id, "order_confirmed").await;
-    }
     workers.stop().await;
 }
 

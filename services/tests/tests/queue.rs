@@ -1,5 +1,5 @@
 //! The queue's guarantees, each tried against a real PostgreSQL: fencing, lease expiry,
-//! backoff, dead tasks, transactional enqueue and LISTEN/NOTIFY wake-ups.
+//! backoff, dead tasks, transactional enqueue and NOTIFY wake-ups.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use diesel::sql_types::{BigInt, Int4, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use orderflow_queue::{
-    admin, claim_batch, enqueue, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, NewTask,
-    TaskError, TaskHandler, WakeUps, Worker, WorkerOptions,
+    admin, claim_batch, enqueue, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Listener,
+    NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
 };
 use orderflow_tests::{wait_until, TestDb};
 use serde_json::json;
@@ -331,7 +331,7 @@ fn start_worker<H: TaskHandler>(
         config,
         Arc::clone(handler),
         options(),
-        &WakeUps::default(),
+        Default::default(),
     );
     RunningWorker {
         handle: tokio::spawn(worker.run(shutdown.clone())),
@@ -470,53 +470,22 @@ async fn a_task_whose_worker_died_on_its_last_attempt_is_buried_dead() {
     worker.stop().await;
 }
 
-/// A session that LISTENs on the channels of `kinds`.
-async fn listen(db: &TestDb, kinds: &[&str]) -> AsyncPgConnection {
-    let mut conn = db.connect().await;
-    for kind in kinds {
-        diesel::sql_query(format!("LISTEN \"tasks.{kind}\""))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    conn
-}
-
-/// The next notification `listener` receives: (channel, payload).
-async fn next_notification(listener: &mut AsyncPgConnection) -> (String, String) {
-    let mut notifications = std::pin::pin!(listener.notifications_stream());
-    let notification = tokio::time::timeout(Duration::from_secs(10), notifications.next())
-        .await
-        .ok()
-        .flatten()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no notification within 10 s"));
-    (notification.channel, notification.payload)
-}
-
-/// A process's wake-up session, running until the token is cancelled.
-fn start_wakeups(db: &TestDb, kinds: &[&str]) -> (WakeUps, CancellationToken) {
-    let wakeups = WakeUps::new(kinds);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wakeups.clone().run(db.url.clone(), shutdown.clone()));
-    (wakeups, shutdown)
-}
-
 #[tokio::test(flavor = "multi_thread")]
-async fn a_task_exists_only_if_its_transaction_commits_and_only_a_commit_wakes_its_workers() {
+async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
     let db = TestDb::new().await;
     let config = kind("test.tx", 3);
-    let marker = kind("test.tx-marker", 3);
-    let mut listener = listen(&db, &[config.kind, marker.kind]).await;
-    let (wakeups, shutdown) = start_wakeups(&db, &[]);
-    let notifier = wakeups.notifier();
+    let mut listener = db.connect().await;
+    diesel::sql_query("LISTEN \"tasks.test.tx\"")
+        .execute(&mut listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let mut conn = db.connect().await;
-    let rolled_back: Result<(), diesel::result::Error> = notifier
-        .wake_after(conn.transaction(async |conn| {
+    let rolled_back: Result<(), diesel::result::Error> = conn
+        .transaction(async |conn| {
             enqueue_one(conn, &config).await;
             Err(diesel::result::Error::RollbackTransaction)
-        }))
+        })
         .await;
     assert!(rolled_back.is_err());
     let claimable = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
@@ -524,50 +493,19 @@ async fn a_task_exists_only_if_its_transaction_commits_and_only_a_commit_wakes_i
         .unwrap_or_default();
     assert!(claimable.is_empty(), "a rolled-back enqueue left a task");
 
-    // Wake-ups go out in the order asked: had the rollback woken anyone, that wake-up
-    // would arrive before the marker's.
-    let marked: Result<i64, diesel::result::Error> = notifier
-        .wake_after(conn.transaction(async |conn| Ok(enqueue_one(conn, &marker).await)))
-        .await;
-    assert!(marked.is_ok());
-    let (channel, _) = next_notification(&mut listener).await;
-    assert_eq!(
-        channel, "tasks.test.tx-marker",
-        "a rolled-back transaction woke workers"
-    );
-
-    let committed: Result<i64, diesel::result::Error> = notifier
-        .wake_after(conn.transaction(async |conn| Ok(enqueue_one(conn, &config).await)))
-        .await;
-    let id = committed.unwrap_or_else(|e| panic!("{e}"));
-    let (channel, _) = next_notification(&mut listener).await;
-    assert_eq!(channel, "tasks.test.tx", "no wake-up after the commit");
-    assert_eq!(task_row(&mut conn, id).await.state, "waiting");
-    shutdown.cancel();
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_transaction_that_enqueues_sends_no_notify_of_its_own() {
-    // A NOTIFY in it would take the database-wide notify lock at commit and hold it
-    // through the commit's flush: every enqueueing transaction would wait for the others.
-    let db = TestDb::new().await;
-    let config = kind("test.quiet", 3);
-    let mut listener = listen(&db, &[config.kind]).await;
-    let mut conn = db.connect().await;
     let committed: Result<i64, diesel::result::Error> = conn
         .transaction(async |conn| Ok(enqueue_one(conn, &config).await))
         .await;
-    assert!(committed.is_ok());
-    // Notifications arrive in commit order: one sent by the enqueue would come first.
-    diesel::sql_query("SELECT pg_notify('tasks.test.quiet', 'marker')")
-        .execute(&mut conn)
+    let id = committed.unwrap_or_else(|e| panic!("{e}"));
+    let mut notifications = std::pin::pin!(listener.notifications_stream());
+    let notification = tokio::time::timeout(Duration::from_secs(10), notifications.next())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (channel, payload) = next_notification(&mut listener).await;
-    assert_eq!(
-        (channel.as_str(), payload.as_str()),
-        ("tasks.test.quiet", "marker")
-    );
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no NOTIFY after commit"));
+    assert_eq!(notification.channel, "tasks.test.tx");
+    assert_eq!(task_row(&mut conn, id).await.state, "waiting");
 }
 
 /// Completes every task it gets, with no effects.
@@ -581,126 +519,54 @@ impl TaskHandler for Completes {
     }
 }
 
-/// Completes every task it gets and enqueues one task of `next` as its follow-up.
-struct Forwards {
-    next: KindConfig,
-}
-
-impl TaskHandler for Forwards {
-    type Outcome = ();
-    type Recorded = ();
-
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    async fn record(
-        &self,
-        conn: &mut AsyncPgConnection,
-        task: &ClaimedTask,
-        _outcome: &(),
-    ) -> Result<(), TaskError> {
-        enqueue(conn, &NewTask::new(&self.next, task.payload.clone())).await?;
-        Ok(())
-    }
-}
-
-/// The number of sessions LISTENing in the test's database.
-async fn listening_sessions(db: &TestDb) -> Option<i64> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut probe = db.connect().await;
-    let listening: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .get_result(&mut probe)
-    .await
-    .ok()?;
-    Some(listening.n)
-}
-
 #[tokio::test(flavor = "multi_thread")]
-async fn wake_ups_carry_a_task_and_its_follow_up_to_idle_workers_without_waiting_for_the_poll() {
+async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let db = TestDb::new().await;
-    let first = kind("test.wakeup", 3);
-    let follow_up = kind("test.wakeup-next", 3);
+    let config = kind("test.wakeup", 3);
     let pool = db.pool(4);
-    // Two services: one enqueues (an API, say), the other works both kinds.
-    let (api, api_shutdown) = start_wakeups(&db, &[]);
-    let (workers, shutdown) = start_wakeups(&db, &[first.kind, follow_up.kind]);
+    let listener = Listener::new(&[config.kind]);
+    let shutdown = CancellationToken::new();
     let options = WorkerOptions {
-        // Far longer than the test's deadline: only wake-ups can get the tasks done.
+        // Far longer than the test's deadline: only a NOTIFY can get the task done.
         poll_interval: Duration::from_secs(3600),
         ..options()
     };
-    let forwards = Forwards {
-        next: follow_up.clone(),
-    };
-    let running = [
-        tokio::spawn(
-            Worker::new(
-                pool.clone(),
-                first.clone(),
-                Arc::new(forwards),
-                options.clone(),
-                &workers,
-            )
-            .run(shutdown.clone()),
-        ),
-        tokio::spawn(
-            Worker::new(
-                pool.clone(),
-                follow_up.clone(),
-                Arc::new(Completes),
-                options,
-                &workers,
-            )
-            .run(shutdown.clone()),
-        ),
-    ];
-    // Let the workers go idle (their first claims find nothing) before enqueueing.
-    wait_until(
-        "the workers' session to LISTEN",
-        Duration::from_secs(10),
-        || async { (listening_sessions(&db).await? > 0).then_some(()) },
-    )
-    .await;
+    let worker = Worker::new(
+        pool.clone(),
+        config.clone(),
+        Arc::new(Completes),
+        options,
+        listener.wakeup(config.kind),
+    );
+    let listening = tokio::spawn(listener.run(db.url.clone(), shutdown.clone()));
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    // Let the worker go idle (its first claim finds nothing) before enqueueing.
     let mut conn = db.connect().await;
-    // One at a time, each after the previous finished, so that the workers are idle
-    // (waiting for a wake-up) when the next arrives.
-    for n in 0..3 {
-        let enqueued: Result<i64, TaskError> = api
-            .notifier()
-            .wake_after(async { Ok(enqueue_one(&mut conn, &first).await) })
-            .await;
-        let id = enqueued.unwrap_or_else(|e| panic!("{e}"));
-        wait_for_state(&mut conn, id, "completed").await;
-        wait_until(
-            "the follow-up to complete",
-            Duration::from_secs(10),
-            || async {
-                let mut probe = db.connect().await;
-                let done: Vec<TaskRow> = diesel::sql_query(
-                    "SELECT state, attempts, last_error, errors FROM tasks \
-                 WHERE kind = 'test.wakeup-next' AND state = 'completed'",
-                )
-                .load(&mut probe)
-                .await
-                .ok()?;
-                (done.len() == n + 1).then_some(())
-            },
+    wait_until("the listener to LISTEN", Duration::from_secs(10), || async {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut probe = db.connect().await;
+        let listening: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
         )
-        .await;
+        .get_result(&mut probe)
+        .await
+        .ok()?;
+        (listening.n > 0).then_some(())
+    })
+    .await;
+    // One at a time, each after the previous finished, so that the worker is idle
+    // (waiting for a wake-up) when the next arrives.
+    for _ in 0..3 {
+        let id = enqueue_one(&mut conn, &config).await;
+        wait_for_state(&mut conn, id, "completed").await;
     }
-    api_shutdown.cancel();
     shutdown.cancel();
-    for worker in running {
-        let _ = worker.await;
-    }
+    let _ = running.await;
+    let _ = listening.await;
 }
 
 /// A handler that holds each attempt until the test opens the gate (or forever), counting
@@ -903,7 +769,7 @@ async fn at_shutdown_tasks_still_running_after_the_grace_period_are_given_back()
             shutdown_grace: Duration::from_millis(100),
             ..options()
         },
-        &WakeUps::default(),
+        Default::default(),
     );
     let running = tokio::spawn(worker.run(shutdown.clone()));
     wait_until(

@@ -194,10 +194,7 @@ pub async fn create_order(
 ) -> Result<HttpResponse, ApiError> {
     let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
     let mut conn = state.pool.get().await?;
-    let placed = state
-        .notifier
-        .wake_after(place_order(&mut conn, &order))
-        .await?;
+    let placed = place_order(&mut conn, &order).await?;
     let order_id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let mut response = HttpResponse::Accepted();
@@ -253,9 +250,8 @@ pub async fn cancel_order(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "order")?;
     let mut conn = state.pool.get().await?;
-    let cancellation = state
-        .notifier
-        .wake_after(conn.transaction(async |conn| cancel_by_customer(conn, id).await))
+    let cancellation = conn
+        .transaction(async |conn| cancel_by_customer(conn, id).await)
         .await?;
     match cancellation {
         Cancellation::NotFound => return Err(ApiError::not_found("order")),
