@@ -17,7 +17,7 @@
 //! finds the order already moved and changes nothing.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orderflow_queue::{enqueue, prepared_sql, NewTask};
 use serde_json::json;
@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::email::OrderMail;
 use crate::payment::ChargeOutcome;
-use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
+use crate::schema::{order_events, order_items, orders, payments, products};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
 use crate::views::Customer;
@@ -734,54 +734,61 @@ pub async fn notification_facts(
     order_id: Uuid,
     kind: NotificationKind,
 ) -> QueryResult<Option<(OrderMail, bool)>> {
-    let already_sent = diesel::dsl::exists(
-        sent_emails::table
-            .filter(sent_emails::order_id.eq(order_id))
-            .filter(sent_emails::kind.eq(kind.as_str())),
-    );
-    let row: Option<NotificationRow> = orders::table
-        .left_join(payments::table)
-        .filter(orders::id.eq(order_id))
-        .select((
-            orders::customer_email,
-            orders::customer_name,
-            orders::cancel_reason,
-            payments::status.nullable(),
-            orders::total_cents,
-            orders::currency,
-            orders::created_at,
-            already_sent,
-        ))
-        .first(conn)
+    let row: Option<NotificationFacts> = prepared_sql(NOTIFICATION_FACTS)
+        .bind::<Text, _>(kind.as_str())
+        .bind::<SqlUuid, _>(order_id)
+        .get_result(conn)
         .await
         .optional()?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let items = crate::views::order_lines(conn, order_id).await?;
-    let mail = OrderMail {
-        order_id,
-        customer: Customer {
-            email: row.0,
-            name: row.1,
-        },
-        cancel_reason: row.2,
-        refunded: row.3.as_deref() == Some(PaymentStatus::Refunded.as_str()),
-        items,
-        total_cents: row.4,
-        currency: row.5,
-        created_at: row.6,
-    };
-    Ok(Some((mail, row.7)))
+    Ok(row.map(|row| {
+        let mail = OrderMail {
+            order_id,
+            customer: Customer {
+                email: row.customer_email,
+                name: row.customer_name,
+            },
+            cancel_reason: row.cancel_reason,
+            refunded: row.payment_status.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+            items: row.lines.into_items(),
+            total_cents: row.total_cents,
+            currency: row.currency,
+            created_at: row.created_at,
+        };
+        (mail, row.already_sent)
+    }))
 }
 
-type NotificationRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-    chrono::DateTime<chrono::Utc>,
-    bool,
+/// What an order's e-mail says, and whether it was sent already: one statement.
+const NOTIFICATION_FACTS: &str = concat!(
+    "SELECT o.customer_email, o.customer_name, o.cancel_reason, p.status AS payment_status, \
+            o.total_cents, o.currency, o.created_at, \
+            EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id AND s.kind = $1) \
+                AS already_sent, \
+            lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents \
+     FROM orders o \
+     LEFT JOIN payments p ON p.order_id = o.id ",
+    crate::views::order_lines_lateral!(),
+    "WHERE o.id = $2"
 );
+
+#[derive(QueryableByName)]
+struct NotificationFacts {
+    #[diesel(sql_type = Text)]
+    customer_email: String,
+    #[diesel(sql_type = Text)]
+    customer_name: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    cancel_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    payment_status: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    total_cents: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Bool)]
+    already_sent: bool,
+    #[diesel(embed)]
+    lines: crate::views::LineColumns,
+}

@@ -6,7 +6,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::schema::{order_events, order_items, orders, payments, products};
+use diesel::sql_types::{
+    Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use orderflow_queue::prepared_sql;
+
+use crate::schema::{order_items, orders, payments, products};
 
 #[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = products)]
@@ -54,21 +59,6 @@ pub struct OrderEvent {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = orders)]
-struct OrderRow {
-    id: Uuid,
-    status: String,
-    cancel_reason: Option<String>,
-    customer_email: String,
-    customer_name: String,
-    shipping_address: Option<serde_json::Value>,
-    total_cents: i64,
-    currency: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({
     "id": "01a20c3b-5821-7140-a5c9-7cd83eb42df0",
@@ -105,88 +95,175 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One order with its lines, payment and timeline; `None` when it does not exist. Its
-/// four reads share one snapshot, so the payment and the timeline always agree (a refund
-/// committed between two reads could show a `refunded` event beside a captured payment).
-/// Call it outside a transaction.
+/// One order with its lines, payment and timeline; `None` when it does not exist.
+///
+/// One statement: its parts share one snapshot, so the payment and the timeline always
+/// agree (a refund committed between two reads could show a `refunded` event beside a
+/// captured payment), and a storefront polling an order costs one round trip per poll
+/// rather than a read-only transaction of six.
 pub async fn load_order(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
 ) -> QueryResult<Option<Order>> {
-    conn.build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(async |conn| read_order(conn, order_id).await)
-        .await
-}
-
-/// An order's lines, in the order they were placed.
-pub async fn order_lines(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-) -> QueryResult<Vec<OrderItem>> {
-    order_items::table
-        .filter(order_items::order_id.eq(order_id))
-        .order(order_items::line_no)
-        .select(OrderItem::as_select())
-        .load(conn)
-        .await
-}
-
-async fn read_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Option<Order>> {
-    let Some(row) = orders::table
-        .find(order_id)
-        .select(OrderRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let items = order_lines(conn, order_id).await?;
-    let payment = payments::table
-        .find(order_id)
-        .select(PaymentView::as_select())
-        .first(conn)
+    let row: Option<OrderWithParts> = prepared_sql(LOAD_ORDER)
+        .bind::<SqlUuid, _>(order_id)
+        .get_result(conn)
         .await
         .optional()?;
-    let events = order_events::table
-        .filter(order_events::order_id.eq(order_id))
-        .order(order_events::id)
-        .select((
-            order_events::event_type,
-            order_events::at,
-            order_events::details,
-        ))
-        .load::<(String, DateTime<Utc>, serde_json::Value)>(conn)
-        .await?
-        .into_iter()
-        .map(|(event_type, at, details)| OrderEvent {
-            event_type,
-            at,
-            details: match details {
-                serde_json::Value::Object(map) => map,
-                _ => serde_json::Map::new(),
+    Ok(row.map(OrderWithParts::into_order))
+}
+
+/// The `LATERAL` that reads an order's lines (of the order aliased `o`) as one array per
+/// column, in line order, for [`LineColumns`]: a macro, so that statements can splice it
+/// into their text at compile time.
+macro_rules! order_lines_lateral {
+    () => {
+        "CROSS JOIN LATERAL ( \
+             SELECT array_agg(i.product_id ORDER BY i.line_no) AS product_ids, \
+                    array_agg(i.sku ORDER BY i.line_no) AS skus, \
+                    array_agg(i.quantity ORDER BY i.line_no) AS quantities, \
+                    array_agg(i.unit_price_cents ORDER BY i.line_no) AS unit_prices_cents \
+             FROM order_items i WHERE i.order_id = o.id) AS lines "
+    };
+}
+pub(crate) use order_lines_lateral;
+
+/// An order's lines, one array per column ([`order_lines_lateral`]); an aggregate over no
+/// rows is NULL.
+#[derive(QueryableByName)]
+pub(crate) struct LineColumns {
+    #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
+    product_ids: Option<Vec<Uuid>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    skus: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Array<Integer>>)]
+    quantities: Option<Vec<i32>>,
+    #[diesel(sql_type = Nullable<Array<BigInt>>)]
+    unit_prices_cents: Option<Vec<i64>>,
+}
+
+impl LineColumns {
+    /// Back into rows: the arrays are aggregates over the same rows, of equal length.
+    pub(crate) fn into_items(self) -> Vec<OrderItem> {
+        let skus = self.skus.unwrap_or_default();
+        let quantities = self.quantities.unwrap_or_default();
+        let prices = self.unit_prices_cents.unwrap_or_default();
+        self.product_ids
+            .unwrap_or_default()
+            .into_iter()
+            .zip(skus)
+            .zip(quantities)
+            .zip(prices)
+            .map(
+                |(((product_id, sku), quantity), unit_price_cents)| OrderItem {
+                    product_id,
+                    sku,
+                    quantity,
+                    unit_price_cents,
+                },
+            )
+            .collect()
+    }
+}
+
+/// The order, its payment (if any), its lines ([`LineColumns`]) and its events as one
+/// array per column, in event order.
+const LOAD_ORDER: &str = concat!(
+    "SELECT o.id, o.status, o.cancel_reason, o.customer_email, o.customer_name, \
+            o.shipping_address, o.total_cents, o.currency, o.created_at, o.updated_at, \
+            p.status AS payment_status, p.amount_cents AS payment_amount_cents, \
+            lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents, \
+            timeline.event_types, timeline.event_ats, timeline.event_details \
+     FROM orders o \
+     LEFT JOIN payments p ON p.order_id = o.id ",
+    order_lines_lateral!(),
+    "CROSS JOIN LATERAL ( \
+         SELECT array_agg(e.type ORDER BY e.id) AS event_types, \
+                array_agg(e.at ORDER BY e.id) AS event_ats, \
+                array_agg(e.details ORDER BY e.id) AS event_details \
+         FROM order_events e WHERE e.order_id = o.id) AS timeline \
+     WHERE o.id = $1"
+);
+
+#[derive(QueryableByName)]
+struct OrderWithParts {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    cancel_reason: Option<String>,
+    #[diesel(sql_type = Text)]
+    customer_email: String,
+    #[diesel(sql_type = Text)]
+    customer_name: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    shipping_address: Option<serde_json::Value>,
+    #[diesel(sql_type = BigInt)]
+    total_cents: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    payment_status: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    payment_amount_cents: Option<i64>,
+    #[diesel(embed)]
+    lines: LineColumns,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    event_types: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Array<Timestamptz>>)]
+    event_ats: Option<Vec<DateTime<Utc>>>,
+    #[diesel(sql_type = Nullable<Array<Jsonb>>)]
+    event_details: Option<Vec<serde_json::Value>>,
+}
+
+impl OrderWithParts {
+    fn into_order(self) -> Order {
+        let items = self.lines.into_items();
+        let events = self
+            .event_types
+            .unwrap_or_default()
+            .into_iter()
+            .zip(self.event_ats.unwrap_or_default())
+            .zip(self.event_details.unwrap_or_default())
+            .map(|((event_type, at), details)| OrderEvent {
+                event_type,
+                at,
+                details: match details {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                },
+            })
+            .collect();
+        let payment =
+            self.payment_status
+                .zip(self.payment_amount_cents)
+                .map(|(status, amount_cents)| PaymentView {
+                    status,
+                    amount_cents,
+                });
+        Order {
+            id: self.id,
+            status: self.status,
+            cancel_reason: self.cancel_reason,
+            customer: Customer {
+                email: self.customer_email,
+                name: self.customer_name,
             },
-        })
-        .collect();
-    Ok(Some(Order {
-        id: row.id,
-        status: row.status,
-        cancel_reason: row.cancel_reason,
-        customer: Customer {
-            email: row.customer_email,
-            name: row.customer_name,
-        },
-        shipping_address: row.shipping_address,
-        items,
-        total_cents: row.total_cents,
-        currency: row.currency,
-        payment,
-        events,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    }))
+            shipping_address: self.shipping_address,
+            items,
+            total_cents: self.total_cents,
+            currency: self.currency,
+            payment,
+            events,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// A summary row of the order list.
