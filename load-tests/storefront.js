@@ -56,6 +56,7 @@ const profiles = {
       orders_stuck: ['count==0'],
       http_req_failed: ['rate<0.001'],
       'http_req_duration{name:place_order}': ['p(99)<100'],
+      'http_req_duration{name:get_order}': ['p(99)<100'],
       order_time_to_terminal: ['p(99)<1000'],
     },
   },
