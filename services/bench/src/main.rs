@@ -121,6 +121,8 @@ impl Bench {
                 poll_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(5),
                 claim_cooldown: self.claim_cooldown,
+                // The bench deletes its own tasks between runs.
+                completed_retention: None,
             };
             let worker = Worker::new(self.pool.clone(), kind, Arc::new(handler), options, wakeup);
             running.spawn(worker.run(shutdown.clone()));

@@ -214,6 +214,9 @@ pub struct WorkerConfig {
     pub claim_cooldown: Duration,
     /// `TASK_LEASE_SECONDS`: overrides the lease of every kind this worker runs.
     pub lease: Option<Duration>,
+    /// `COMPLETED_TASK_RETENTION_HOURS`: how long completed tasks are kept (default 24;
+    /// `0` keeps them forever).
+    pub completed_retention: Option<Duration>,
     /// `METRICS_ADDR`: where the worker serves `/metrics`, `/healthz` and `/readyz`; unset,
     /// it serves none (replicas on one host would need a port each).
     pub metrics_addr: Option<SocketAddr>,
@@ -247,9 +250,18 @@ impl WorkerConfig {
                 "must be between 0.1 and 3600",
             ));
         }
+        let retention_hours: f64 = var("COMPLETED_TASK_RETENTION_HOURS", 24.0)?;
+        if !(0.0..=87_600.0).contains(&retention_hours) {
+            return Err(invalid(
+                "COMPLETED_TASK_RETENTION_HOURS",
+                "must be between 0 (keep forever) and 87600",
+            ));
+        }
         Ok(Self {
             concurrency,
             lease: lease.map(Duration::from_secs_f64),
+            completed_retention: (retention_hours > 0.0)
+                .then(|| Duration::from_secs_f64(retention_hours * 3600.0)),
             metrics_addr: optional_var("METRICS_ADDR")?,
             poll_interval: Duration::from_millis(poll_interval_ms),
             claim_cooldown: Duration::from_millis(claim_cooldown_ms),

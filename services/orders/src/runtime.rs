@@ -45,6 +45,7 @@ impl WorkerRuntime {
                 poll_interval: worker.poll_interval,
                 shutdown_grace: worker.shutdown_grace,
                 claim_cooldown: worker.claim_cooldown,
+                completed_retention: worker.completed_retention,
             },
             lease: worker.lease,
             kinds: names.clone(),

@@ -117,3 +117,28 @@ pub async fn retry_dead(conn: &mut AsyncPgConnection, task_id: i64) -> diesel::Q
         .await?;
     Ok(true)
 }
+
+/// Deletes up to `limit` completed tasks of `kind` that completed more than `retention`
+/// ago, oldest first, and returns how many. Waiting, running and dead tasks are never
+/// deleted. A task's unique key is free again once its task is gone. Workers call it on
+/// their poll ticks ([`crate::WorkerOptions::completed_retention`]); two workers of a kind
+/// skip each other's rows rather than wait.
+pub async fn prune_completed(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    retention: std::time::Duration,
+    limit: i64,
+) -> diesel::QueryResult<usize> {
+    crate::prepared_sql(
+        "DELETE FROM tasks WHERE id IN ( \
+             SELECT id FROM tasks \
+             WHERE kind = $1 AND state = 'completed' \
+               AND completed_at < now() - make_interval(secs => $2) \
+             ORDER BY completed_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Double, _>(retention.as_secs_f64())
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
+}

@@ -41,6 +41,11 @@
 //! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback; an
 //!   optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves the wake-ups of a
 //!   busy kind with fewer, larger claims.
+//! - **Retention.** Completed tasks are kept for a while (a day by default,
+//!   [`WorkerOptions::completed_retention`]), then deleted by their kind's workers, a
+//!   batch per poll tick ([`admin::prune_completed`]), so the table holds recent traffic
+//!   rather than all of it. Waiting, running and dead tasks are never deleted. A unique
+//!   key is unique among the tasks kept: once its completed task is gone, it is free.
 //! - **Graceful stop.** On shutdown a worker stops claiming and lets in-flight tasks
 //!   finish within a grace period; what is still running then is stopped and given back
 //!   ([`release`]) without counting the attempt.
@@ -65,7 +70,10 @@ pub use error::TaskError;
 pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use prepared::{prepared_sql, PreparedSql};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
-pub use worker::{record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions};
+pub use worker::{
+    record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions,
+    DEFAULT_COMPLETED_RETENTION,
+};
 
 /// The connection pool the queue works with.
 pub type Pool = diesel_async::pooled_connection::bb8::Pool<diesel_async::AsyncPgConnection>;

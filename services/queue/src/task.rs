@@ -45,7 +45,8 @@ pub struct NewTask {
     pub kind: &'static str,
     pub payload: serde_json::Value,
     pub max_attempts: i32,
-    /// At most one task with this key is ever enqueued, whatever its state.
+    /// At most one task with this key is enqueued, whatever its state, while that task is
+    /// kept (a completed one is deleted after the retention period, freeing its key).
     pub unique_key: Option<String>,
     /// The correlation id to store; unset, the current one ([`crate::with_correlation_id`]).
     pub correlation_id: Option<String>,
@@ -77,7 +78,7 @@ impl NewTask {
     }
 
     /// Makes the task unique: enqueueing it again (another path asking for the same work)
-    /// is a no-op.
+    /// is a no-op, for as long as the first task is kept (see [`NewTask::unique_key`]).
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
         self

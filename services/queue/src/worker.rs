@@ -138,6 +138,9 @@ pub struct WorkerOptions {
     /// at once; under load, wake-ups arriving within the cooldown are served by one claim
     /// (a batch) instead of one claim, transaction and group each.
     pub claim_cooldown: Duration,
+    /// How long completed tasks of the kind are kept before the worker deletes them (on
+    /// its poll ticks, a batch at a time); `None` keeps them forever.
+    pub completed_retention: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -147,9 +150,18 @@ impl Default for WorkerOptions {
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
             claim_cooldown: Duration::ZERO,
+            completed_retention: Some(DEFAULT_COMPLETED_RETENTION),
         }
     }
 }
+
+/// A day: long enough to look into what happened to an order's tasks, short enough that
+/// the table holds a day of traffic rather than all of it.
+pub const DEFAULT_COMPLETED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The most completed tasks one poll tick deletes: more than a tick's worth of tasks at
+/// the rates this runs at, so that a backlog shrinks, in statements that stay short.
+const PRUNE_BATCH: i64 = 1000;
 
 /// Claims and runs the tasks of one kind until shut down.
 pub struct Worker<H> {
@@ -246,6 +258,7 @@ impl<H: TaskHandler> Worker<H> {
                 _ = self.wakeup.notified() => work_may_wait = true,
                 _ = poll.tick() => {
                     self.bury_expired().await;
+                    self.prune_completed().await;
                     work_may_wait = true;
                 }
                 Some(finished) = running.join_next(), if !running.is_empty() => report_panic(finished),
@@ -385,6 +398,34 @@ impl<H: TaskHandler> Worker<H> {
             }
             Err(error) => {
                 tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
+            }
+        }
+    }
+
+    /// Deletes the kind's completed tasks older than the retention period, a batch a tick.
+    async fn prune_completed(&self) {
+        let Some(retention) = self.options.completed_retention else {
+            return;
+        };
+        let result: Result<usize, TaskError> = async {
+            let mut conn = self.pool.get().await?;
+            let kind = self.kind.kind;
+            Ok(crate::admin::prune_completed(&mut conn, kind, retention, PRUNE_BATCH).await?)
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(pruned) => {
+                metrics::counter!("orderflow_queue_tasks_pruned_total", "kind" => self.kind.kind)
+                    .increment(pruned as u64);
+                tracing::debug!(
+                    kind = self.kind.kind,
+                    pruned,
+                    "completed tasks past their retention deleted"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(kind = self.kind.kind, %error, "deleting completed tasks failed")
             }
         }
     }

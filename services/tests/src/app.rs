@@ -212,6 +212,7 @@ pub fn worker_config() -> WorkerConfig {
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
         claim_cooldown: Duration::ZERO,
+        completed_retention: Some(orderflow_queue::DEFAULT_COMPLETED_RETENTION),
         lease: None,
         metrics_addr: None,
     }

@@ -23,7 +23,7 @@ fn start_with(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 #[test]
 fn a_bad_value_stops_the_service_naming_the_variable() {
-    let cases: [(&str, &str, &str); 13] = [
+    let cases: [(&str, &str, &str); 15] = [
         ("payment-worker", "WORKER_CONCURRENCY", "many"),
         ("payment-worker", "PAYMENT_TRANSIENT_FAILURE_RATE", "1.5"),
         (
@@ -41,6 +41,12 @@ fn a_bad_value_stops_the_service_naming_the_variable() {
         ("notification-worker", "TASK_LEASE_SECONDS", "soon"),
         ("payment-worker", "WORKER_CLAIM_COOLDOWN_MS", "5000"),
         ("inventory-worker", "WORKER_CLAIM_COOLDOWN_MS", "-1"),
+        ("payment-worker", "COMPLETED_TASK_RETENTION_HOURS", "-1"),
+        (
+            "notification-worker",
+            "COMPLETED_TASK_RETENTION_HOURS",
+            "a week",
+        ),
     ];
     for (service, variable, value) in cases {
         let (code, stderr) =

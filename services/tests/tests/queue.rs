@@ -375,6 +375,7 @@ fn options() -> WorkerOptions {
         poll_interval: Duration::from_millis(20),
         shutdown_grace: Duration::from_secs(5),
         claim_cooldown: Duration::from_millis(2),
+        completed_retention: None,
     }
 }
 
@@ -860,6 +861,125 @@ async fn a_task_with_a_unique_key_is_enqueued_once_whatever_its_state() {
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
+}
+
+/// Moves a task to `state` as if it had got there `age_hours` ago.
+async fn age_task(conn: &mut AsyncPgConnection, id: i64, state: &str, age_hours: f64) {
+    diesel::sql_query(
+        "UPDATE tasks SET state = $1, \
+             completed_at = CASE WHEN $1 = 'completed' THEN now() - $2 * interval '1 hour' END, \
+             updated_at = now() - $2 * interval '1 hour' \
+         WHERE id = $3",
+    )
+    .bind::<Text, _>(state)
+    .bind::<diesel::sql_types::Double, _>(age_hours)
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn task_ids(conn: &mut AsyncPgConnection) -> Vec<i64> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    diesel::sql_query("SELECT id FROM tasks ORDER BY id")
+        .load::<Id>(conn)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| row.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_completed_tasks_past_their_retention_are_deleted_oldest_first() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.retention", 3);
+    let other = kind("test.retention-other", 3);
+    let keyed = NewTask::new(&config, json!({ "n": 0 })).unique("order-1:confirmation");
+    let oldest = enqueue(&mut conn, &keyed)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("enqueue failed"));
+    age_task(&mut conn, oldest, "completed", 72.0).await;
+    let old = enqueue_one(&mut conn, &config).await;
+    age_task(&mut conn, old, "completed", 48.0).await;
+    let recent = enqueue_one(&mut conn, &config).await;
+    age_task(&mut conn, recent, "completed", 1.0).await;
+    let dead = enqueue_one(&mut conn, &config).await;
+    age_task(&mut conn, dead, "dead", 72.0).await;
+    let other_kind = enqueue_one(&mut conn, &other).await;
+    age_task(&mut conn, other_kind, "completed", 72.0).await;
+    let running = enqueue_one(&mut conn, &config).await;
+    let claimed = claim_batch(&mut conn, config.kind, 1, config.lease)
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [running]);
+    let waiting = enqueue_one(&mut conn, &config).await;
+    age_task(&mut conn, waiting, "waiting", 72.0).await;
+    let day = Duration::from_secs(24 * 3600);
+
+    // A batch of one takes the oldest.
+    let pruned = admin::prune_completed(&mut conn, config.kind, day, 1).await;
+    assert_eq!(pruned.ok(), Some(1));
+    assert!(!task_ids(&mut conn).await.contains(&oldest));
+    let pruned = admin::prune_completed(&mut conn, config.kind, day, 100).await;
+    assert_eq!(
+        pruned.ok(),
+        Some(1),
+        "only the other one past the retention"
+    );
+    assert_eq!(
+        task_ids(&mut conn).await,
+        vec![recent, dead, other_kind, running, waiting],
+        "recent, dead, waiting and running tasks stay, and so do other kinds'"
+    );
+    // The key of a deleted task is free again.
+    assert!(enqueue(&mut conn, &keyed).await.ok().flatten().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_deletes_its_kinds_completed_tasks_once_their_retention_is_over() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.pruned", 3);
+    let other = kind("test.pruned-other", 3);
+    let kept = enqueue_one(&mut conn, &other).await;
+    age_task(&mut conn, kept, "completed", 72.0).await;
+    let id = enqueue_one(&mut conn, &config).await;
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config.clone(),
+        Arc::new(Completes),
+        WorkerOptions {
+            completed_retention: Some(Duration::ZERO),
+            ..options()
+        },
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wait_until(
+        "the completed task to be deleted",
+        Duration::from_secs(10),
+        || async {
+            let mut probe = db.connect().await;
+            (!task_ids(&mut probe).await.contains(&id)).then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    let _ = running.await;
+    assert_eq!(
+        task_ids(&mut conn).await,
+        vec![kept],
+        "another kind's task is not its to delete"
+    );
 }
 
 /// Panics on its first attempt, completes on the next.
