@@ -29,7 +29,9 @@
 //!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
 //!   worker's task is free again one lease after its last beat. Each kind bounds one
 //!   attempt with a timeout, so a hung handler cannot hold a task forever.
-//! - **Nothing is lost.** A task whose lease expired (its worker died) is claimable again.
+//! - **Nothing is lost.** A task whose lease expired (its worker died) is made waiting
+//!   again by its kind's workers on their next poll tick ([`rescue_expired`]), ahead of
+//!   newer tasks; on its last attempt it is moved to `dead` instead.
 //! - **Retries, then dead.** A failed attempt is retried after exponential backoff with
 //!   jitter, up to the kind's attempt limit; a permanent error or the last attempt moves
 //!   the task to `dead`, with every attempt's error kept. The handler's dead hook runs in
@@ -63,7 +65,8 @@ mod worker;
 pub mod admin;
 
 pub use claim::{
-    claim_batch, enqueue, enqueue_all, extend_lease, fail, notify_channel, release, FailureOutcome,
+    claim_batch, enqueue, enqueue_all, extend_lease, fail, notify_channel, release, rescue_expired,
+    FailureOutcome,
 };
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::claim::{bury_expired, extend_lease, release};
+use crate::claim::{bury_expired, extend_lease, release, rescue_expired};
 use crate::correlation::with_correlation_id;
 use crate::record::{record_alone, GroupRecorder, Performed, PerformingGuard};
 use crate::{
@@ -159,6 +159,9 @@ impl Default for WorkerOptions {
 /// the table holds a day of traffic rather than all of it.
 pub const DEFAULT_COMPLETED_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// The most expired tasks one poll tick makes waiting again.
+const RESCUE_BATCH: i64 = 1000;
+
 /// The most completed tasks one poll tick deletes: more than a tick's worth of tasks at
 /// the rates this runs at, so that a backlog shrinks, in statements that stay short.
 const PRUNE_BATCH: i64 = 1000;
@@ -257,7 +260,7 @@ impl<H: TaskHandler> Worker<H> {
                 _ = shutdown.cancelled() => {}
                 _ = self.wakeup.notified() => work_may_wait = true,
                 _ = poll.tick() => {
-                    self.bury_expired().await;
+                    self.rescue_expired().await;
                     self.prune_completed().await;
                     work_may_wait = true;
                 }
@@ -369,25 +372,36 @@ impl<H: TaskHandler> Worker<H> {
         attempt.instrument(owner_span).instrument(span)
     }
 
-    /// Tasks whose worker died on their last attempt would otherwise sit in `running`.
-    async fn bury_expired(&self) {
-        let result: Result<Vec<DeadTask>, TaskError> = async {
+    /// Tasks whose lease expired (their worker died or hung) are waiting again, or dead on
+    /// their last attempt; they would otherwise sit in `running`.
+    async fn rescue_expired(&self) {
+        let result: Result<(usize, Vec<DeadTask>), TaskError> = async {
             let mut conn = self.pool.get().await?;
             let handler = self.handler.as_ref();
             let kind = self.kind.kind;
             Ok(conn
                 .transaction(async |conn| {
+                    let rescued = rescue_expired(conn, kind, RESCUE_BATCH).await?;
                     let buried = bury_expired(conn, kind).await?;
                     for task in &buried {
                         handler.on_dead(conn, task).await?;
                     }
-                    Ok::<_, diesel::result::Error>(buried)
+                    Ok::<_, diesel::result::Error>((rescued, buried))
                 })
                 .await?)
         }
         .await;
         match result {
-            Ok(buried) => {
+            Ok((rescued, buried)) => {
+                if rescued > 0 {
+                    metrics::counter!("orderflow_queue_tasks_rescued_total", "kind" => self.kind.kind)
+                        .increment(rescued as u64);
+                    tracing::warn!(
+                        kind = self.kind.kind,
+                        rescued,
+                        "tasks whose lease expired are waiting again"
+                    );
+                }
                 if !buried.is_empty() {
                     metrics::counter!("orderflow_queue_tasks_dead_total", "kind" => self.kind.kind)
                         .increment(buried.len() as u64);
@@ -397,7 +411,7 @@ impl<H: TaskHandler> Worker<H> {
                 }
             }
             Err(error) => {
-                tracing::warn!(kind = self.kind.kind, %error, "burying expired tasks failed")
+                tracing::warn!(kind = self.kind.kind, %error, "rescuing expired tasks failed")
             }
         }
     }

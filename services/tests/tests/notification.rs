@@ -11,7 +11,7 @@ use orderflow::email::Mailer;
 use orderflow::schema::{orders, sent_emails};
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, TaskKind};
-use orderflow_queue::{claim_batch, enqueue, run_once, TaskError};
+use orderflow_queue::{claim_batch, enqueue, rescue_expired, run_once, TaskError};
 use orderflow_tests::smtp::header;
 use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestDb};
 
@@ -70,6 +70,8 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
     assert_eq!(status, "reserved", "nothing committed");
 
     // The task is claimed again and this time completes.
+    // A worker's poll tick makes the expired task waiting again.
+    assert_eq!(rescue_expired(&mut conn, kind, 10).await.ok(), Some(1));
     let retry = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
         .await
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use orderflow::config::PaymentConfig;
 use orderflow::payment::SimulatedGateway;
 use orderflow::schema::payments;
 use orderflow::tasks::TaskKind;
-use orderflow_queue::{claim_batch, run_once, TaskError};
+use orderflow_queue::{claim_batch, rescue_expired, run_once, TaskError};
 use orderflow_tests::{spawn_app, TestDb};
 use payment_worker::ChargePayment;
 
@@ -43,6 +43,8 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
         "pending"
     );
 
+    // A worker's poll tick makes the expired task waiting again.
+    assert_eq!(rescue_expired(&mut conn, kind, 10).await.ok(), Some(1));
     let retry = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
         .await
         .unwrap_or_default();

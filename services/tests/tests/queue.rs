@@ -10,8 +10,8 @@ use diesel::sql_types::{BigInt, Int4, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use orderflow_queue::{
-    admin, claim_batch, enqueue, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Listener,
-    NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
+    admin, claim_batch, enqueue, fail, rescue_expired, ClaimedTask, DeadTask, FailureOutcome,
+    KindConfig, Listener, NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
 };
 use orderflow_tests::{wait_until, TestDb};
 use serde_json::json;
@@ -138,7 +138,15 @@ async fn an_expired_claim_is_claimed_again_and_only_the_new_claim_completes() {
         .await
         .unwrap_or_default();
     assert_eq!(first.len(), 1);
-    let second = claim_batch(&mut conn, config.kind, 10, Duration::from_secs(30))
+    let later = enqueue_one(&mut conn, &config).await;
+    // The rescue (a worker's poll tick) makes it waiting again, ahead of the newer task.
+    let rescued = rescue_expired(&mut conn, config.kind, 100).await;
+    assert_eq!(rescued.ok(), Some(1));
+    let row = task_row(&mut conn, id).await;
+    assert_eq!(row.state, "waiting");
+    assert_eq!(row.attempts, 1, "the lost attempt stays counted");
+    assert_eq!(row.errors[0]["error"], "lease expired; waiting again");
+    let second = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
         .await
         .unwrap_or_default();
     assert_eq!(second.len(), 1, "the expired claim is claimable again");
@@ -153,6 +161,7 @@ async fn an_expired_claim_is_claimed_again_and_only_the_new_claim_completes() {
     assert!(complete_with_marker(&mut conn, &second[0]).await.is_ok());
     assert_eq!(effects(&mut conn).await, 1);
     assert_eq!(task_row(&mut conn, id).await.state, "completed");
+    assert_eq!(task_row(&mut conn, later).await.state, "waiting");
 }
 
 #[tokio::test(flavor = "multi_thread")]
