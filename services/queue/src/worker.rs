@@ -130,7 +130,8 @@ pub async fn record_through_group<H: TaskHandler>(
 pub struct WorkerOptions {
     /// Tasks of this kind running at once in this process.
     pub concurrency: usize,
-    /// Fallback when no NOTIFY arrives (listener down, missed wake-up, retries coming due).
+    /// Fallback when no NOTIFY arrives (listener down, missed wake-up, retries coming due);
+    /// each tick also rescues expired leases and deletes completed tasks past retention.
     pub poll_interval: Duration,
     /// How long in-flight tasks may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,
