@@ -214,8 +214,8 @@ pub struct WorkerConfig {
     pub claim_cooldown: Duration,
     /// `TASK_LEASE_SECONDS`: overrides the lease of every kind this worker runs.
     pub lease: Option<Duration>,
-    /// `COMPLETED_TASK_RETENTION_HOURS`: how long completed tasks are kept (default 24;
-    /// `0` keeps them forever).
+    /// `COMPLETED_TASK_RETENTION_HOURS`: how long completed tasks are kept (default the
+    /// queue's [`orderflow_queue::DEFAULT_COMPLETED_RETENTION`], a day; `0` keeps them forever).
     pub completed_retention: Option<Duration>,
     /// `METRICS_ADDR`: where the worker serves `/metrics`, `/healthz` and `/readyz`; unset,
     /// it serves none (replicas on one host would need a port each).
@@ -250,7 +250,8 @@ impl WorkerConfig {
                 "must be between 0.1 and 3600",
             ));
         }
-        let retention_hours: f64 = var("COMPLETED_TASK_RETENTION_HOURS", 24.0)?;
+        let default_hours = orderflow_queue::DEFAULT_COMPLETED_RETENTION.as_secs_f64() / 3600.0;
+        let retention_hours: f64 = var("COMPLETED_TASK_RETENTION_HOURS", default_hours)?;
         if !(0.0..=87_600.0).contains(&retention_hours) {
             return Err(invalid(
                 "COMPLETED_TASK_RETENTION_HOURS",
