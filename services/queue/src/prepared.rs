@@ -22,8 +22,9 @@ use diesel::QueryResult;
 /// again later), and bound with [`PreparedSql::bind`] in the same order. Rows load with
 /// `QueryableByName`, as with `sql_query`.
 ///
-/// A prepared statement may switch to a generic plan, made once and kept until its tables
-/// are analyzed: write it so that its plan needs no statistics (lookups by key).
+/// A prepared statement may run on a generic plan (the services' pooled sessions always
+/// do, `plan_cache_mode = force_generic_plan`), made once and kept until its tables are
+/// analyzed: write it so that its plan needs no statistics (lookups by key).
 pub fn prepared_sql(sql: &'static str) -> PreparedSql<NoBinds> {
     PreparedSql {
         sql,

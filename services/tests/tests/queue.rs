@@ -1302,3 +1302,52 @@ async fn hand_written_sql_is_prepared_once_per_connection() {
         Err(diesel::result::Error::QueryBuilderError(_))
     ));
 }
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Plans {
+    #[diesel(sql_type = BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = BigInt)]
+    custom_plans: i64,
+}
+
+/// How the session planned the claim statement, as `pg_prepared_statements` counts it.
+async fn claim_plans(conn: &mut AsyncPgConnection) -> Plans {
+    diesel::sql_query(
+        "SELECT coalesce(sum(generic_plans), 0)::int8 AS generic_plans, \
+                coalesce(sum(custom_plans), 0)::int8 AS custom_plans \
+         FROM pg_prepared_statements WHERE statement LIKE 'WITH due AS%SKIP LOCKED%'",
+    )
+    .get_result(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The services' pooled sessions plan a prepared statement once and reuse that plan; a
+/// session left to PostgreSQL's default makes a plan per execution for (at least) the
+/// first five.
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
+    let db = TestDb::new().await;
+    let config = kind("test.generic_plan", 3);
+    let pool = db.pool(1);
+    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut plain = db.connect().await;
+    for conn in [&mut *pooled, &mut plain] {
+        for _ in 0..3 {
+            enqueue_one(conn, &config).await;
+            let claimed = claim_batch(conn, config.kind, 1, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(claimed.len(), 1);
+        }
+    }
+    assert_eq!(
+        claim_plans(&mut pooled).await,
+        Plans { generic_plans: 3, custom_plans: 0 }
+    );
+    assert_eq!(
+        claim_plans(&mut plain).await,
+        Plans { generic_plans: 0, custom_plans: 3 }
+    );
+}
