@@ -1344,10 +1344,16 @@ async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
     }
     assert_eq!(
         claim_plans(&mut pooled).await,
-        Plans { generic_plans: 3, custom_plans: 0 }
+        Plans {
+            generic_plans: 3,
+            custom_plans: 0
+        }
     );
     assert_eq!(
         claim_plans(&mut plain).await,
-        Plans { generic_plans: 0, custom_plans: 3 }
+        Plans {
+            generic_plans: 0,
+            custom_plans: 3
+        }
     );
 }
