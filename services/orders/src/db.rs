@@ -53,7 +53,8 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
 /// indexes), so one plan per statement is enough. Left to choose, PostgreSQL plans some of
 /// them again on every execution (those whose array parameters make the generic plan's
 /// estimate look worse than a custom one): measured at 300 orders/s, forcing the generic
-/// plan took 6 % off the server's CPU per order (`load-tests/RESULTS.md`, session 7).
+/// plan took 4 % off the server's CPU per order (median of 5 interleaved pairs,
+/// `load-tests/RESULTS.md`, session 7).
 const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// Opens a pooled connection and applies [`SESSION_SETUP`].
