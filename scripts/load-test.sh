@@ -79,8 +79,17 @@ stop_services() {
     fi
 }
 trap 'stop_services; stop_private_cluster' EXIT
+# Each worker serves /metrics on the next port after the API's: the report reads where
+# its tasks' time went from them.
+worker_ports=()
 for service in order-api payment-worker inventory-worker notification-worker; do
-    "$bin/$service" >"$out/logs/$service.log" 2>&1 &
+    if [ "$service" = order-api ]; then
+        "$bin/$service" >"$out/logs/$service.log" 2>&1 &
+    else
+        port=$((api_port + ${#pids[@]}))
+        worker_ports+=("$port")
+        METRICS_ADDR="127.0.0.1:$port" "$bin/$service" >"$out/logs/$service.log" 2>&1 &
+    fi
     pids+=("$!")
 done
 for _ in $(seq 1 100); do
@@ -144,6 +153,9 @@ drain_seconds=$(awk -v s="$drain_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%
 stop_vacuum
 pickup="$("$bin/queue-bench" pickup 30 2>/dev/null | tail -1 || echo null)"
 [ -n "$pickup" ] || pickup=null
+for port in "${worker_ports[@]}"; do
+    curl -fsS "http://127.0.0.1:$port/metrics" || true
+done >"$out/worker-metrics.txt"
 stop_services
 
 invariants_status=0
@@ -184,6 +196,26 @@ db = load("database.json") or {}
 invariants = load("invariants.json") or {}
 ceiling_tps = None if ceiling == "null" else float(ceiling)
 pickup = None if pickup == "null" else json.loads(pickup)
+def phase_means():
+    # Mean ms per kind and phase, from the workers' orderflow_queue_attempt_phase_seconds.
+    sums = {}
+    try:
+        with open(os.path.join(out, "worker-metrics.txt")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        for part in ("_sum", "_count"):
+            prefix = "orderflow_queue_attempt_phase_seconds" + part + "{"
+            if not line.startswith(prefix):
+                continue
+            labels, value = line[len(prefix):].rsplit("} ", 1)
+            label = dict(pair.split("=", 1) for pair in labels.split(","))
+            kind, phase = label["kind"].strip('"'), label["phase"].strip('"')
+            sums.setdefault(kind, {}).setdefault(phase, {})[part] = float(value)
+    return {kind: {phase: round(v["_sum"] / v["_count"] * 1000, 2) for phase, v in phases.items() if v.get("_count")}
+            for kind, phases in sorted(sums.items())} or None
+phases = phase_means()
 def ratio(value):
     return None if not (ceiling_tps and value) else round(value / ceiling_tps, 4)
 report = {
@@ -200,6 +232,7 @@ report = {
     "order_error_rate": metrics.get("order_errors", {}).get("value"),
     "orders_stuck_in_k6": metrics.get("orders_stuck", {}).get("count", 0),
     "idle_pickup_ms": (pickup or {}).get("result", {}).get("pickup_ms"),
+    "task_phase_mean_ms": phases,
     "drain_seconds_after_k6": float(drain), "drained": drained == "true",
     "ceiling_pgbench_insert_tps": ceiling_tps,
     "ceiling_ratio_accepted": ratio(db.get("accepted_per_second")),
@@ -230,6 +263,9 @@ rows = [
     ("k6 thresholds", "passed" if report["k6_thresholds_passed"] else "FAILED (see k6.txt)"),
     ("invariant violations", str(len(report["invariant_violations"]))),
 ]
+order = ("waiting", "performing", "gathering", "recording")
+for kind, means in (phases or {}).items():
+    rows.append((f"{kind} mean ms: " + " / ".join(order), " / ".join(fmt(means.get(p), 2) for p in order)))
 width = max(len(r[0]) for r in rows)
 print()
 for name, value in rows:

@@ -8,6 +8,7 @@
 //! | `orderflow_http_request_duration_seconds` | histogram | `method`, `route` |
 //! | `orderflow_queue_tasks_claimed_total` (also `_completed`, `_retried`, `_dead`) | counter | `kind` |
 //! | `orderflow_queue_task_duration_seconds` | histogram | `kind`, `outcome` |
+//! | `orderflow_queue_attempt_phase_seconds` | histogram | `kind`, `phase` (waiting, performing, gathering, recording) |
 //! | `orderflow_queue_tasks` | gauge | `kind`, `state` (waiting, running, dead) |
 //! | `orderflow_queue_oldest_waiting_seconds` | gauge | `kind` |
 //! | `orderflow_order_time_to_terminal_seconds` | histogram | `outcome` (fulfilled, cancelled) |

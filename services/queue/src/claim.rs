@@ -117,7 +117,8 @@ pub async fn claim_batch(
          FROM due, no_flush_wait \
          WHERE t.id = due.id \
          RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
-                   t.claim_token, t.lease_expires_at, t.correlation_id",
+                   t.claim_token, t.lease_expires_at, t.run_at, now() AS claimed_at, \
+                   t.correlation_id",
     )
     .bind::<Text, _>(kind)
     .bind::<Int8, _>(limit)

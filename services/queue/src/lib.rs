@@ -56,6 +56,7 @@ mod claim;
 mod correlation;
 mod error;
 mod listener;
+mod phase;
 mod prepared;
 mod record;
 mod schema;

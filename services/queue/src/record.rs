@@ -16,13 +16,14 @@ use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::claim::complete_claims;
+use crate::phase::{self, Phase};
 use crate::worker::panic_message;
 use crate::{ClaimedTask, Pool, Recording, TaskError, TaskHandler};
 
@@ -40,6 +41,8 @@ pub(crate) struct Performed<H: TaskHandler> {
     pub outcome: H::Outcome,
     /// The attempt's span, so that what `record` logs is attributed to its task.
     pub span: tracing::Span,
+    /// When `perform` returned: the start of its wait for a group.
+    pub performed_at: Instant,
 }
 
 type Reply<H> = oneshot::Sender<Result<<H as TaskHandler>::Recorded, TaskError>>;
@@ -161,10 +164,15 @@ async fn record_group<H: TaskHandler>(
     group: Vec<(Performed<H>, Reply<H>)>,
 ) {
     let (performed, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    let began = Instant::now();
+    for attempt in &performed {
+        let gathered = began.saturating_duration_since(attempt.performed_at);
+        phase::observe(&attempt.task, Phase::Gathering, gathered);
+    }
     match record_together(pool, handler, &performed).await {
         Ok(results) => {
             for ((attempt, reply), result) in performed.iter().zip(replies).zip(results) {
-                finish(handler, attempt, reply, result);
+                finish(handler, attempt, reply, result, began);
             }
         }
         Err(error) if performed.len() == 1 => {
@@ -176,18 +184,21 @@ async fn record_group<H: TaskHandler>(
             tracing::warn!(%error, tasks = performed.len(), "recording a group failed; recording its tasks one by one");
             for (attempt, reply) in performed.iter().zip(replies) {
                 let result = record_in_own_transaction(pool, handler, attempt).await;
-                finish(handler, attempt, reply, result);
+                finish(handler, attempt, reply, result, began);
             }
         }
     }
 }
 
+/// Replies to a recorded attempt; `began` is when its recording started.
 fn finish<H: TaskHandler>(
     handler: &H,
     attempt: &Performed<H>,
     reply: Reply<H>,
     result: Result<H::Recorded, TaskError>,
+    began: Instant,
 ) {
+    phase::observe(&attempt.task, Phase::Recording, began.elapsed());
     if let Ok(recorded) = &result {
         after_commit(handler, attempt, recorded);
     }
@@ -201,7 +212,10 @@ pub(crate) async fn record_alone<H: TaskHandler>(
     handler: &H,
     attempt: &Performed<H>,
 ) -> Result<H::Recorded, TaskError> {
-    let recorded = record_in_own_transaction(pool, handler, attempt).await?;
+    let began = Instant::now();
+    let recorded = record_in_own_transaction(pool, handler, attempt).await;
+    phase::observe(&attempt.task, Phase::Recording, began.elapsed());
+    let recorded = recorded?;
     after_commit(handler, attempt, &recorded);
     Ok(recorded)
 }

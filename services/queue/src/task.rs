@@ -104,6 +104,13 @@ pub struct ClaimedTask {
     pub claim_token: Uuid,
     #[diesel(sql_type = Timestamptz)]
     pub lease_expires_at: DateTime<Utc>,
+    /// When the task became due: enqueued (the start of the enqueueing transaction), or
+    /// the end of a retry's backoff.
+    #[diesel(sql_type = Timestamptz)]
+    pub run_at: DateTime<Utc>,
+    /// When this claim took it, by the same (the database's) clock as `run_at`.
+    #[diesel(sql_type = Timestamptz)]
+    pub claimed_at: DateTime<Utc>,
     /// The request or task that caused this one.
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     pub correlation_id: Option<String>,
@@ -122,6 +129,11 @@ impl ClaimedTask {
         } else {
             Err(TaskError::ClaimLost)
         }
+    }
+
+    /// How long the task waited, due, for this claim (zero if the clocks disagree).
+    pub fn waited(&self) -> Duration {
+        (self.claimed_at - self.run_at).to_std().unwrap_or_default()
     }
 
     /// The payload decoded into the kind's payload type; a payload that does not decode

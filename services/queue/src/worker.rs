@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::claim::{bury_expired, extend_lease, release, rescue_expired};
 use crate::correlation::with_correlation_id;
+use crate::phase::{self, Phase};
 use crate::record::{record_alone, GroupRecorder, Performed, PerformingGuard};
 use crate::{
     claim_batch, fail, ClaimedTask, DeadTask, FailureOutcome, KindConfig, Pool, TaskError,
@@ -237,6 +238,7 @@ impl<H: TaskHandler> Worker<H> {
                                 .increment(tasks.len() as u64);
                         }
                         for task in tasks {
+                            phase::observe(&task, Phase::Waiting, task.waited());
                             held.insert(&task);
                             running.spawn(self.execute(task, held.clone(), recorder.clone()));
                         }
@@ -458,11 +460,14 @@ async fn run_attempt<H: TaskHandler>(
     performing: Option<PerformingGuard>,
 ) -> Result<H::Recorded, TaskError> {
     let attempt = async {
+        let started = Instant::now();
         let outcome = handler.perform(task).await?;
+        phase::observe(task, Phase::Performing, started.elapsed());
         let performed = Performed {
             task: task.clone(),
             outcome,
             span: tracing::Span::current(),
+            performed_at: Instant::now(),
         };
         match recorder {
             Some(recorder) => recorder.record(performed, performing).await,
@@ -498,6 +503,7 @@ pub async fn run_once<H: TaskHandler>(
         task: task.clone(),
         outcome,
         span: tracing::Span::current(),
+        performed_at: Instant::now(),
     };
     record_alone(pool, handler, &performed).await
 }

@@ -112,6 +112,8 @@ fn reservation_task() -> orderflow_queue::ClaimedTask {
         max_attempts: 1,
         claim_token: uuid::Uuid::nil(),
         lease_expires_at: chrono::Utc::now(),
+        run_at: chrono::Utc::now(),
+        claimed_at: chrono::Utc::now(),
         correlation_id: None,
     }
 }

@@ -206,6 +206,26 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
         ),
         12.0
     );
+    // Every completed attempt is split into its four phases; a commit takes time.
+    for phase in ["waiting", "performing", "gathering", "recording"] {
+        let labels = [("kind", "inventory.reserve"), ("phase", phase)];
+        assert_eq!(
+            sample(
+                &inventory,
+                "orderflow_queue_attempt_phase_seconds_count",
+                &labels
+            ),
+            12.0,
+            "{phase}"
+        );
+    }
+    assert!(
+        sample(
+            &inventory,
+            "orderflow_queue_attempt_phase_seconds_sum",
+            &[("kind", "inventory.reserve"), ("phase", "recording")]
+        ) > 0.0
+    );
 
     let notification = scrape(&client, &ops["notification-worker"]).await;
     let send = [("kind", "notification.send")];

@@ -235,6 +235,40 @@ async fn a_claim_commits_without_the_flush_wait_and_only_its_own_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_claim_tells_how_long_its_task_waited_due() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.waited", 1);
+    let id = enqueue_one(&mut conn, &config).await;
+    // Due for two seconds already, as a task enqueued during a backlog would be.
+    diesel::sql_query("UPDATE tasks SET run_at = now() - interval '2 seconds' WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let [task] = claimed.as_slice() else {
+        panic!("one task is due, claimed {}", claimed.len());
+    };
+    assert!(
+        task.waited() >= Duration::from_secs(2),
+        "{:?}",
+        task.waited()
+    );
+    assert!(
+        task.waited() < Duration::from_secs(60),
+        "{:?}",
+        task.waited()
+    );
+    assert_eq!(
+        task.lease_expires_at - task.claimed_at,
+        chrono::Duration::seconds(30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_attempt_waits_for_its_backoff() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
