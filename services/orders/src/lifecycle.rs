@@ -42,16 +42,18 @@ pub async fn transition(
     to: OrderStatus,
     cancel_reason: Option<CancelReason>,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(orders::table)
-        .filter(orders::id.eq(order_id))
-        .filter(orders::status.eq(from.as_str()))
-        .set((
-            orders::status.eq(to.as_str()),
-            orders::cancel_reason.eq(cancel_reason.map(CancelReason::as_str)),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    // Hand-written: diesel never keeps a query-builder `UPDATE` prepared (see
+    // `orderflow_queue::prepared_sql`).
+    let updated = prepared_sql(
+        "UPDATE orders SET status = $1, cancel_reason = $2, updated_at = now() \
+         WHERE id = $3 AND status = $4",
+    )
+    .bind::<Text, _>(to.as_str())
+    .bind::<Nullable<Text>, _>(cancel_reason.map(CancelReason::as_str))
+    .bind::<SqlUuid, _>(order_id)
+    .bind::<Text, _>(from.as_str())
+    .execute(conn)
+    .await?;
     Ok(updated == 1)
 }
 
@@ -556,14 +558,14 @@ pub async fn record_refund(
     order_id: Uuid,
     refund_id: &str,
 ) -> QueryResult<Recorded> {
-    let refunded = diesel::update(payments::table.find(order_id))
-        .filter(payments::status.eq(PaymentStatus::Captured.as_str()))
-        .set((
-            payments::status.eq(PaymentStatus::Refunded.as_str()),
-            payments::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    let refunded = prepared_sql(
+        "UPDATE payments SET status = $1, updated_at = now() WHERE order_id = $2 AND status = $3",
+    )
+    .bind::<Text, _>(PaymentStatus::Refunded.as_str())
+    .bind::<SqlUuid, _>(order_id)
+    .bind::<Text, _>(PaymentStatus::Captured.as_str())
+    .execute(conn)
+    .await?;
     if refunded == 0 {
         return Ok(Recorded::AlreadyDone);
     }

@@ -1,16 +1,10 @@
 use std::time::Duration;
 
-use diesel::sql_types::{Bool, Double, Int8, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{prepared_sql, ClaimedTask, DeadTask, NewTask, TaskError};
-
-diesel::define_sql_function! {
-    /// The time now, not at the start of the transaction: a lease that ran out while the
-    /// transaction was open must not be honoured.
-    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
-}
 
 /// The NOTIFY channel of a task kind.
 pub fn notify_channel(kind: &str) -> String {
@@ -58,7 +52,7 @@ pub async fn enqueue_all(
     conn: &mut AsyncPgConnection,
     new_tasks: &[NewTask],
 ) -> diesel::QueryResult<usize> {
-    use diesel::sql_types::{Array, Int4, Jsonb, Nullable};
+    use diesel::sql_types::{Int4, Jsonb, Nullable};
     if new_tasks.is_empty() {
         return Ok(0);
     }
@@ -160,31 +154,34 @@ pub async fn rescue_expired(
 
 /// Completes the claimed tasks whose claims are still ours, in the caller's transaction,
 /// and returns their ids; the others (lease expired, re-claimed) are left alone. The rows
-/// stay locked until the transaction ends, so a concurrent re-claim waits for it.
+/// stay locked until the transaction ends, so a concurrent re-claim waits for it. The lease
+/// is read at `clock_timestamp()`, not the transaction's start: a lease that ran out while
+/// the transaction was open must not be honoured.
 pub(crate) async fn complete_claims(
     conn: &mut AsyncPgConnection,
     claims: &[(i64, uuid::Uuid)],
 ) -> diesel::QueryResult<Vec<i64>> {
-    use crate::schema::tasks;
-    use diesel::{ExpressionMethods, NullableExpressionMethods};
+    #[derive(QueryableByName)]
+    struct Completed {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
     // A claim token is fresh per claim, so matching any of the group's tokens is matching
-    // each task's own. Built with the query builder: prepared once per connection.
-    diesel::update(tasks::table)
-        .filter(tasks::id.eq_any(ids))
-        .filter(tasks::claim_token.eq_any(tokens))
-        .filter(tasks::state.eq("running"))
-        .filter(tasks::lease_expires_at.gt(clock_timestamp().nullable()))
-        .set((
-            tasks::state.eq("completed"),
-            tasks::completed_at.eq(diesel::dsl::now),
-            tasks::updated_at.eq(diesel::dsl::now),
-            tasks::claim_token.eq(None::<uuid::Uuid>),
-            tasks::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-        ))
-        .returning(tasks::id)
-        .get_results(conn)
-        .await
+    // each task's own. Hand-written: diesel never keeps a query-builder `UPDATE` prepared,
+    // so this statement, one per group, was parsed and planned every time.
+    let completed: Vec<Completed> = prepared_sql(
+        "UPDATE tasks SET state = 'completed', completed_at = now(), updated_at = now(), \
+             claim_token = NULL, lease_expires_at = NULL \
+         WHERE id = ANY($1) AND claim_token = ANY($2) AND state = 'running' \
+           AND lease_expires_at > clock_timestamp() \
+         RETURNING id",
+    )
+    .bind::<Array<Int8>, _>(ids)
+    .bind::<Array<SqlUuid>, _>(tokens)
+    .load(conn)
+    .await?;
+    Ok(completed.into_iter().map(|row| row.id).collect())
 }
 
 /// What happened to a task whose attempt failed.
@@ -297,8 +294,8 @@ pub async fn release(
          FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token) \
          WHERE t.id = held.id AND t.claim_token = held.token AND t.state = 'running'",
     )
-    .bind::<diesel::sql_types::Array<Int8>, _>(ids)
-    .bind::<diesel::sql_types::Array<SqlUuid>, _>(tokens)
+    .bind::<Array<Int8>, _>(ids)
+    .bind::<Array<SqlUuid>, _>(tokens)
     .execute(conn)
     .await?;
     if released > 0 {

@@ -1,11 +1,15 @@
 //! Hand-written SQL that PostgreSQL keeps prepared.
 //!
-//! diesel prepares every statement its query builder makes once per connection, but never
+//! diesel prepares most statements its query builder makes once per connection, but never
 //! one from `sql_query`: that text may be built at run time, and caching every variant
-//! would grow the cache without bound, so it is parsed and planned on every call. Some
-//! statements the query builder cannot express (a CTE, `UPDATE ... FROM unnest(...)`)
-//! still have one fixed text. [`prepared_sql`] takes only a `&'static str`, so the cache
-//! holds one entry per such statement in the program, keyed by its text and bind types.
+//! would grow the cache without bound, so it is parsed and planned on every call. Nor does
+//! it keep any query-builder `UPDATE`, `INSERT` of a `Vec` or `ON CONFLICT ... DO UPDATE`
+//! prepared (diesel 2.3 marks them unsafe to cache, as a changeset's text may change with
+//! its values); seen in PostgreSQL's log, the queue's completion was parsed and planned
+//! for every group until it moved here. Statements the query builder cannot express (a
+//! CTE, `UPDATE ... FROM unnest(...)`) still have one fixed text too. [`prepared_sql`]
+//! takes only a `&'static str`, so the cache holds one entry per such statement in the
+//! program, keyed by its text and bind types.
 
 use std::marker::PhantomData;
 
