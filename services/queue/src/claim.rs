@@ -168,12 +168,16 @@ pub(crate) async fn complete_claims(
     }
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
     // A claim token is fresh per claim, so matching any of the group's tokens is matching
-    // each task's own. Hand-written: diesel never keeps a query-builder `UPDATE` prepared,
-    // so this statement, one per group, was parsed and planned every time.
+    // each task's own; and only a running task has one (the table's CHECK), so the
+    // statement does not say `state = 'running'`. Said, it let the generic plan read the
+    // running tasks' partial index, which keeps an entry for every claim until vacuum,
+    // instead of the primary key: 145 million index entries read in a 60 s run at 200
+    // orders/s. Hand-written: diesel never keeps a query-builder `UPDATE` prepared, so
+    // this statement, one per group, was parsed and planned every time.
     let completed: Vec<Completed> = prepared_sql(
         "UPDATE tasks SET state = 'completed', completed_at = now(), updated_at = now(), \
              claim_token = NULL, lease_expires_at = NULL \
-         WHERE id = ANY($1) AND claim_token = ANY($2) AND state = 'running' \
+         WHERE id = ANY($1) AND claim_token = ANY($2) \
            AND lease_expires_at > clock_timestamp() \
          RETURNING id",
     )
