@@ -1,5 +1,7 @@
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseConfig;
@@ -49,19 +51,27 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
 /// What every pooled session is set to before its first use.
 ///
 /// `plan_cache_mode = force_generic_plan`: the services' statements are prepared once per
-/// connection and written to need no statistics (lookups by key, claims on partial
-/// indexes), so one plan per statement is enough. Left to choose, PostgreSQL plans some of
-/// them again on every execution (those whose array parameters make the generic plan's
-/// estimate look worse than a custom one): measured at 300 orders/s, forcing the generic
-/// plan took 4 % off the server's CPU per order (median of 5 interleaved pairs,
-/// `load-tests/RESULTS.md`, session 7).
-const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan";
+/// connection and are lookups by key or claims on partial indexes, so one plan per
+/// statement is enough. Left to choose, PostgreSQL plans some of them again on every
+/// execution (those whose array parameters make the generic plan's estimate look worse
+/// than a custom one): measured at 300 orders/s, forcing the generic plan took 4 % off the
+/// server's CPU per order (median of 5 interleaved pairs, `load-tests/RESULTS.md`,
+/// session 7).
+///
+/// `enable_seqscan = off`: a plan is made once, against the table as it is then, and kept
+/// until the next `ANALYZE`. Made while `tasks` or `orders` is young (a fresh database,
+/// or a queue that drained), it scans the whole table for each key lookup (`id = ANY($1)`
+/// on a few rows looks cheaper read in full), and it goes on doing so as the table grows
+/// to thousands of rows. At 600 orders/s the workers fell behind in the first seconds
+/// and never caught up (acceptance to fulfilment p50 0.9–3.4 s, against 65–72 ms with
+/// this setting; `load-tests/RESULTS.md`, session 10). None of these statements means a
+/// sequential scan; where no index applies, PostgreSQL still takes one.
+const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
 /// Opens a pooled connection and applies [`SESSION_SETUP`].
 async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    diesel::sql_query(SESSION_SETUP)
-        .execute(&mut conn)
+    conn.batch_execute(SESSION_SETUP)
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)

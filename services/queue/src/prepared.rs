@@ -28,7 +28,9 @@ use diesel::QueryResult;
 ///
 /// A prepared statement may run on a generic plan (the services' pooled sessions always
 /// do, `plan_cache_mode = force_generic_plan`), made once and kept until its tables are
-/// analyzed: write it so that its plan needs no statistics (lookups by key).
+/// analyzed: write it so that its plan needs no statistics (lookups by key). Made on a
+/// small table, such a plan may still read the table in full; the pooled sessions rule
+/// that out (`enable_seqscan = off`).
 pub fn prepared_sql(sql: &'static str) -> PreparedSql<NoBinds> {
     PreparedSql {
         sql,

@@ -1391,3 +1391,56 @@ async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
         }
     );
 }
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The generic plan the session makes for a completion-shaped statement (tasks by id and
+/// claim token), while `tasks` holds a single row.
+async fn completion_plan(conn: &mut AsyncPgConnection) -> String {
+    diesel::sql_query(
+        "PREPARE completion_probe(int8[], uuid[]) AS \
+         UPDATE tasks SET updated_at = now() WHERE id = ANY($1) AND claim_token = ANY($2)",
+    )
+    .execute(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<PlanLine> = diesel::sql_query("EXPLAIN EXECUTE completion_probe('{1}', '{}')")
+        .load(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A plan is made once and kept until the next `ANALYZE`: made while the queue table is
+/// small, it would read the whole table for every completion as the table grows. The
+/// pooled sessions look tasks up by their key however small the table was when they
+/// planned; a session that only forces generic plans scans.
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_sessions_find_tasks_by_key_even_in_plans_made_on_a_small_table() {
+    let db = TestDb::new().await;
+    let pool = db.pool(1);
+    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    enqueue_one(&mut pooled, &kind("test.plan_on_small_table", 3)).await;
+    let pooled_plan = completion_plan(&mut pooled).await;
+    assert!(
+        pooled_plan.contains("tasks_pkey") && !pooled_plan.contains("Seq Scan"),
+        "{pooled_plan}"
+    );
+
+    let mut plain = db.connect().await;
+    diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut plain)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plain_plan = completion_plan(&mut plain).await;
+    assert!(plain_plan.contains("Seq Scan on tasks"), "{plain_plan}");
+}
