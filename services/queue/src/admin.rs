@@ -28,8 +28,20 @@ pub struct KindStateCount {
 
 /// Counts by kind and state. Completed tasks are counted too; the waiting age is measured
 /// from when the task became due.
+///
+/// It reads the whole table, so it allows sequential scans for its own transaction: the
+/// services' sessions turn them off, which is right for their lookups by key. Off, this
+/// count still scans (no index covers every state) but without parallel workers: 267 ms
+/// against 68 ms over 115,000 tasks.
 pub async fn overview(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
-    counts(conn, "").await
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        diesel::sql_query("SET LOCAL enable_seqscan = on")
+            .execute(conn)
+            .await?;
+        counts(conn, "").await
+    })
+    .await
 }
 
 /// Like [`overview`] without the completed tasks, which keeps it on the partial indexes:
