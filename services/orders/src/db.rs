@@ -66,7 +66,13 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
 /// and never caught up (acceptance to fulfilment p50 0.9–3.4 s, against 65–72 ms with
 /// this setting; `load-tests/RESULTS.md`, session 10). None of these statements means a
 /// sequential scan; where no index applies, PostgreSQL still takes one.
-const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
+///
+/// `jit = off`: a disabled scan taken anyway is costed at ten billion, far past
+/// `jit_above_cost`, so it would be compiled (about 100 ms with inlining and optimisation)
+/// on every execution; these statements run in well under a millisecond and never gain
+/// from JIT.
+const SESSION_SETUP: &str =
+    "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off";
 
 /// Opens a pooled connection and applies [`SESSION_SETUP`].
 async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {

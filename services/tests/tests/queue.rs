@@ -1409,7 +1409,12 @@ async fn completion_plan(conn: &mut AsyncPgConnection) -> String {
     .execute(conn)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let lines: Vec<PlanLine> = diesel::sql_query("EXPLAIN EXECUTE completion_probe('{1}', '{}')")
+    explain(conn, "EXECUTE completion_probe('{1}', '{}')").await
+}
+
+/// The plan `EXPLAIN` (without running it) gives for `statement`, as text.
+async fn explain(conn: &mut AsyncPgConnection, statement: &str) -> String {
+    let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
         .load(conn)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1443,4 +1448,41 @@ async fn pooled_sessions_find_tasks_by_key_even_in_plans_made_on_a_small_table()
         .unwrap_or_else(|e| panic!("{e}"));
     let plain_plan = completion_plan(&mut plain).await;
     assert!(plain_plan.contains("Seq Scan on tasks"), "{plain_plan}");
+}
+
+#[derive(QueryableByName)]
+struct JitAvailable {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    available: bool,
+}
+
+/// With sequential scans off, a scan that no index can replace is costed far past
+/// `jit_above_cost`. The pooled sessions never compile it (JIT would cost about 100 ms on
+/// every execution of a statement that takes well under one); a session with only
+/// sequential scans off would, where the server has JIT.
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_sessions_do_not_jit_compile_a_scan_they_cannot_avoid() {
+    const UNAVOIDABLE_SCAN: &str = "SELECT count(*) FROM tasks WHERE payload ? 'marker'";
+    let db = TestDb::new().await;
+    let pool = db.pool(1);
+    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let pooled_plan = explain(&mut pooled, UNAVOIDABLE_SCAN).await;
+    assert!(
+        pooled_plan.contains("Seq Scan on tasks") && !pooled_plan.contains("JIT"),
+        "{pooled_plan}"
+    );
+
+    let mut plain = db.connect().await;
+    let jit: JitAvailable = diesel::sql_query("SELECT pg_jit_available() AS available")
+        .get_result(&mut plain)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if jit.available {
+        diesel::sql_query("SET enable_seqscan = off")
+            .execute(&mut plain)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plain_plan = explain(&mut plain, UNAVOIDABLE_SCAN).await;
+        assert!(plain_plan.contains("JIT"), "{plain_plan}");
+    }
 }
