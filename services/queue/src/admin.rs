@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Double, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::notify_channel;
@@ -34,7 +34,6 @@ pub struct KindStateCount {
 /// count still scans (no index covers every state) but without parallel workers: 75–96 ms
 /// against 28–31 ms over 108,000 tasks.
 pub async fn overview(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<KindStateCount>> {
-    use diesel_async::AsyncConnection;
     conn.transaction(async |conn| {
         diesel::sql_query("SET LOCAL enable_seqscan = on")
             .execute(conn)
