@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use lettre::message::Mailbox;
 use orderflow::db::Pool;
+use orderflow::email::OrderMail;
 use orderflow::email::{self, MailError, Mailer};
 use orderflow::lifecycle;
 use orderflow::lifecycle::SentEmail;
+use orderflow::lookup::{BatchedLookup, LookupMany};
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotificationTask, TaskKind};
@@ -23,19 +25,41 @@ pub fn register(runtime: &mut WorkerRuntime, mailer: Mailer, from: Mailbox) {
     let pool = runtime.pool.clone();
     runtime.spawn(
         TaskKind::NotificationSend,
-        SendNotification { pool, mailer, from },
+        SendNotification::new(pool, mailer, from),
     );
 }
 
 pub struct SendNotification {
-    pool: Pool,
+    orders: BatchedLookup<OrdersToNotify>,
     mailer: Mailer,
     from: Mailbox,
 }
 
 impl SendNotification {
+    /// Starts the handler's order reads (a task of their own): call it on a runtime.
     pub fn new(pool: Pool, mailer: Mailer, from: Mailbox) -> Self {
-        Self { pool, mailer, from }
+        Self {
+            orders: BatchedLookup::start(pool, OrdersToNotify),
+            mailer,
+            from,
+        }
+    }
+}
+
+/// The e-mails of one claim read their orders together: for each order and kind, what
+/// the e-mail says and whether it was sent already.
+struct OrdersToNotify;
+
+impl LookupMany for OrdersToNotify {
+    type Key = (Uuid, NotificationKind);
+    type Value = (OrderMail, bool);
+
+    async fn read(
+        &self,
+        conn: &mut AsyncPgConnection,
+        wanted: &[(Uuid, NotificationKind)],
+    ) -> diesel::QueryResult<Vec<(Self::Key, Self::Value)>> {
+        lifecycle::notification_facts(conn, wanted).await
     }
 }
 
@@ -60,10 +84,7 @@ impl TaskHandler for SendNotification {
         } = task.payload()?;
         tracing::Span::current().record("notification", notification.as_str());
 
-        let facts = {
-            let mut conn = self.pool.get().await?;
-            lifecycle::notification_facts(&mut conn, order_id, notification).await?
-        };
+        let facts = self.orders.get((order_id, notification)).await?;
         let Some((order, already_sent)) = facts else {
             return Err(TaskError::permanent(format!(
                 "order {order_id} does not exist"

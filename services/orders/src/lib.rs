@@ -9,6 +9,7 @@ pub mod db;
 pub mod email;
 pub mod invariants;
 pub mod lifecycle;
+pub mod lookup;
 pub mod metrics;
 pub mod ops;
 pub mod payment;

@@ -695,21 +695,25 @@ pub struct ChargeFacts {
     pub payment_token: String,
 }
 
+/// What the payment step needs to know about each of `order_ids` that exists: one read by
+/// key for all of them (see [`crate::lookup`]).
 pub async fn charge_facts(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-) -> QueryResult<Option<ChargeFacts>> {
+    order_ids: &[Uuid],
+) -> QueryResult<Vec<(Uuid, ChargeFacts)>> {
     orders::table
-        .find(order_id)
+        .filter(orders::id.eq_any(order_ids))
         .select((
-            orders::status,
-            orders::total_cents,
-            orders::currency,
-            orders::payment_token,
+            orders::id,
+            (
+                orders::status,
+                orders::total_cents,
+                orders::currency,
+                orders::payment_token,
+            ),
         ))
-        .first(conn)
+        .load(conn)
         .await
-        .optional()
 }
 
 /// The captured payment of an order, if any: (gateway charge id, amount).
@@ -726,55 +730,59 @@ pub async fn captured_payment(
         .optional()
 }
 
-/// What the notification step needs: the e-mail's facts about the order, and whether this
-/// e-mail was already sent and recorded (then it must not be sent again). Two statements:
-/// the order with its payment, then its lines (which never change). Two lookups by key,
-/// not one join: on tables without statistics (a fresh database, autovacuum off) the
-/// join's cached generic plan hashed a scan of the whole `orders` table for every e-mail.
+/// What the notification step needs about each wanted e-mail (order and kind) whose order
+/// exists: the e-mail's facts about the order, and whether this e-mail was already sent
+/// and recorded (then it must not be sent again). One statement for all of them (see
+/// [`crate::lookup`]).
 pub async fn notification_facts(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    kind: NotificationKind,
-) -> QueryResult<Option<(OrderMail, bool)>> {
-    let row: Option<NotificationFacts> = prepared_sql(NOTIFICATION_FACTS)
-        .bind::<Text, _>(kind.as_str())
-        .bind::<SqlUuid, _>(order_id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    Ok(row.map(|row| {
-        let mail = OrderMail {
-            order_id,
-            customer: Customer {
-                email: row.customer_email,
-                name: row.customer_name,
-            },
-            cancel_reason: row.cancel_reason,
-            refunded: row.payment_status.as_deref() == Some(PaymentStatus::Refunded.as_str()),
-            items: row.lines.into_items(),
-            total_cents: row.total_cents,
-            currency: row.currency,
-            created_at: row.created_at,
-        };
-        (mail, row.already_sent)
-    }))
+    wanted: &[(Uuid, NotificationKind)],
+) -> QueryResult<Vec<((Uuid, NotificationKind), (OrderMail, bool))>> {
+    let rows: Vec<NotificationFacts> = prepared_sql(NOTIFICATION_FACTS)
+        .bind::<Array<SqlUuid>, _>(column(wanted, |(order_id, _)| *order_id))
+        .bind::<Array<Text>, _>(column(wanted, |(_, kind)| kind.as_str()))
+        .load(conn)
+        .await?;
+    // Each row names its e-mail by its place in `wanted` (1-based).
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let (order_id, kind) = *wanted.get(usize::try_from(row.wanted - 1).ok()?)?;
+            let mail = OrderMail {
+                order_id,
+                customer: Customer {
+                    email: row.customer_email,
+                    name: row.customer_name,
+                },
+                cancel_reason: row.cancel_reason,
+                refunded: row.payment_status.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+                items: row.lines.into_items(),
+                total_cents: row.total_cents,
+                currency: row.currency,
+                created_at: row.created_at,
+            };
+            Some(((order_id, kind), (mail, row.already_sent)))
+        })
+        .collect())
 }
 
-/// What an order's e-mail says, and whether it was sent already: one statement.
+/// What each wanted e-mail says about its order, and whether it was sent already.
 const NOTIFICATION_FACTS: &str = concat!(
-    "SELECT o.customer_email, o.customer_name, o.cancel_reason, p.status AS payment_status, \
-            o.total_cents, o.currency, o.created_at, \
-            EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id AND s.kind = $1) \
+    "SELECT w.n AS wanted, o.customer_email, o.customer_name, o.cancel_reason, \
+            p.status AS payment_status, o.total_cents, o.currency, o.created_at, \
+            EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id AND s.kind = w.kind) \
                 AS already_sent, \
             lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents \
-     FROM orders o \
+     FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS w (order_id, kind, n) \
+     JOIN orders o ON o.id = w.order_id \
      LEFT JOIN payments p ON p.order_id = o.id ",
-    crate::views::order_lines_lateral!(),
-    "WHERE o.id = $2"
+    crate::views::order_lines_lateral!()
 );
 
 #[derive(QueryableByName)]
 struct NotificationFacts {
+    #[diesel(sql_type = BigInt)]
+    wanted: i64,
     #[diesel(sql_type = Text)]
     customer_email: String,
     #[diesel(sql_type = Text)]

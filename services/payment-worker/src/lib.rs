@@ -6,7 +6,8 @@ use std::sync::Arc;
 use diesel_async::AsyncPgConnection;
 use orderflow::db::Pool;
 use orderflow::lifecycle;
-use orderflow::lifecycle::ChargeToRecord;
+use orderflow::lifecycle::{ChargeFacts, ChargeToRecord};
+use orderflow::lookup::{BatchedLookup, LookupMany};
 use orderflow::payment::{
     self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
@@ -37,13 +38,33 @@ fn gateway_error(error: GatewayError) -> TaskError {
 }
 
 pub struct ChargePayment {
-    pool: Pool,
+    orders: BatchedLookup<OrdersToCharge>,
     gateway: Arc<dyn PaymentGateway>,
 }
 
 impl ChargePayment {
+    /// Starts the handler's order reads (a task of their own): call it on a runtime.
     pub fn new(pool: Pool, gateway: Arc<dyn PaymentGateway>) -> Self {
-        Self { pool, gateway }
+        Self {
+            orders: BatchedLookup::start(pool, OrdersToCharge),
+            gateway,
+        }
+    }
+}
+
+/// The charges of one claim read their orders together.
+struct OrdersToCharge;
+
+impl LookupMany for OrdersToCharge {
+    type Key = Uuid;
+    type Value = ChargeFacts;
+
+    async fn read(
+        &self,
+        conn: &mut AsyncPgConnection,
+        order_ids: &[Uuid],
+    ) -> diesel::QueryResult<Vec<(Uuid, ChargeFacts)>> {
+        lifecycle::charge_facts(conn, order_ids).await
     }
 }
 
@@ -66,11 +87,7 @@ impl TaskHandler for ChargePayment {
     #[tracing::instrument(name = "charge_payment", skip_all)]
     async fn perform(&self, task: &ClaimedTask) -> Result<Charge, TaskError> {
         let OrderTask { order_id } = task.payload()?;
-        let facts = {
-            let mut conn = self.pool.get().await?;
-            lifecycle::charge_facts(&mut conn, order_id).await?
-        };
-        let Some(facts) = facts else {
+        let Some(facts) = self.orders.get(order_id).await? else {
             return Err(TaskError::permanent(format!(
                 "order {order_id} does not exist"
             )));
