@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use orderflow::config::{DatabaseConfig, LogFormat, WorkerConfig};
 use orderflow::runtime::WorkerRuntime;
 
-#[tokio::main]
+// One thread, as `orderflow::runtime` explains.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     orderflow::runtime::exit_code("inventory-worker", run().await)
 }

@@ -4,7 +4,8 @@ use orderflow::config::{DatabaseConfig, LogFormat, MailConfig, WorkerConfig};
 use orderflow::email::Mailer;
 use orderflow::runtime::WorkerRuntime;
 
-#[tokio::main]
+// One thread, as `orderflow::runtime` explains.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     orderflow::runtime::exit_code("notification-worker", run().await)
 }

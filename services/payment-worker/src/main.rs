@@ -5,7 +5,8 @@ use orderflow::config::{DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
 use orderflow::payment::SimulatedGateway;
 use orderflow::runtime::WorkerRuntime;
 
-#[tokio::main]
+// One thread, as `orderflow::runtime` explains.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     orderflow::runtime::exit_code("payment-worker", run().await)
 }
