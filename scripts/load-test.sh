@@ -9,6 +9,8 @@
 # CARGO_PROFILE (release; dev reuses the test build); BIN_DIR (prebuilt binaries: no build); CEILING_SECONDS (10; 0 skips pgbench);
 # VACUUM_EVERY and VACUUM_COST_DELAY (the stand-in for autovacuum, below; 60 and 2ms);
 # WORKER_CONCURRENCY and DB_POOL_SIZE are passed to the services.
+# The report also gives CPU ms per order by process (from /proc, Linux) and, on a server
+# with pg_stat_statements in shared_preload_libraries, statements per order.
 # Exit status: non-zero when k6's thresholds fail, the queue does not drain, or an
 # invariant is violated.
 set -euo pipefail
@@ -131,9 +133,21 @@ stop_vacuum() {
 }
 trap 'stop_vacuum; stop_services; stop_private_cluster' EXIT
 
+# Where the CPU goes (report: CPU ms per order by process, from /proc) and, where the
+# server has pg_stat_statements loaded, how many top-level statements an order costs
+# (the drain's polling included). Its counters are reset for this database only.
+printf '{"order-api": %s, "payment-worker": %s, "inventory-worker": %s, "notification-worker": %s}\n' \
+    "${pids[0]}" "${pids[1]}" "${pids[2]}" "${pids[3]}" >"$out/service-pids.json"
+statements_tracked=false
+if psql "$DATABASE_URL" -qtAc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)" >/dev/null 2>&1; then
+    statements_tracked=true
+fi
+"$python" scripts/cpu_usage.py snapshot "$out/cpu-before.json"
+
 log "k6: profile $profile"
 k6_status=0
-"$k6" run --quiet --summary-export "$out/k6-summary.json" \
+"$python" scripts/cpu_usage.py run "$out/k6-cpu.json" -- \
+    "$k6" run --quiet --summary-export "$out/k6-summary.json" \
     -e BASE_URL="http://$API_ADDR" -e PROFILE="$profile" \
     ${RATE:+-e RATE="$RATE"} ${DURATION:+-e DURATION="$DURATION"} \
     ${POLL:+-e POLL="$POLL"} ${BROWSE_EVERY:+-e BROWSE_EVERY="$BROWSE_EVERY"} \
@@ -148,6 +162,17 @@ for _ in $(seq 1 "${DRAIN_TIMEOUT:-600}"); do
     sleep 1
 done
 drain_seconds=$(awk -v s="$drain_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+"$python" scripts/cpu_usage.py snapshot "$out/cpu-after.json"
+if [ "$statements_tracked" = true ]; then
+    psql "$DATABASE_URL" -qtAc "
+        SELECT json_build_object('calls', sum(calls), 'most_called', (
+            SELECT json_agg(json_build_object('calls', calls, 'mean_ms', round(mean_exec_time::numeric, 3),
+                                              'query', left(regexp_replace(query, '\s+', ' ', 'g'), 100)))
+            FROM (SELECT * FROM pg_stat_statements WHERE dbid = s.dbid AND toplevel ORDER BY calls DESC LIMIT 12) top))
+        FROM pg_stat_statements s
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND toplevel
+        GROUP BY dbid" >"$out/statements.json" 2>/dev/null || true
+fi
 
 # Idle pickup, with the system quiet again: enqueue-to-start of one task at a time.
 stop_vacuum
@@ -216,6 +241,25 @@ def phase_means():
     return {kind: {phase: round(v["_sum"] / v["_count"] * 1000, 2) for phase, v in phases.items() if v.get("_count")}
             for kind, phases in sorted(sums.items())} or None
 phases = phase_means()
+def cpu_ms_per_order(orders):
+    # CPU between the snapshots taken before k6 and after the drain, by process: the
+    # services by pid, PostgreSQL as every process of that name (the whole server), k6 as
+    # the runner measured it.
+    before, after = load("cpu-before.json"), load("cpu-after.json")
+    services, k6_cpu = load("service-pids.json") or {}, load("k6-cpu.json")
+    if not (before and after and orders):
+        return None
+    def used(pid):
+        return after[pid]["cpu_s"] - before.get(pid, {"cpu_s": 0})["cpu_s"] if pid in after else None
+    cpu = {name: used(str(pid)) for name, pid in services.items()}
+    cpu["postgres"] = sum(used(pid) for pid, p in after.items() if p["name"] == "postgres")
+    cpu["k6"] = (k6_cpu or {}).get("cpu_s")
+    known = [v for v in cpu.values() if v is not None]
+    cpu["all_of_these"] = sum(known)
+    return {name: None if v is None else round(v * 1000 / orders, 3) for name, v in cpu.items()}
+statements = load("statements.json")
+if statements and db.get("orders"):
+    statements["per_order"] = round(float(statements["calls"]) / db["orders"], 2)
 def ratio(value):
     return None if not (ceiling_tps and value) else round(value / ceiling_tps, 4)
 report = {
@@ -233,6 +277,8 @@ report = {
     "orders_stuck_in_k6": metrics.get("orders_stuck", {}).get("count", 0),
     "idle_pickup_ms": (pickup or {}).get("result", {}).get("pickup_ms"),
     "task_phase_mean_ms": phases,
+    "cpu_ms_per_order": cpu_ms_per_order(db.get("orders")),
+    "statements": statements,
     "drain_seconds_after_k6": float(drain), "drained": drained == "true",
     "ceiling_pgbench_insert_tps": ceiling_tps,
     "ceiling_ratio_accepted": ratio(db.get("accepted_per_second")),
@@ -263,6 +309,13 @@ rows = [
     ("k6 thresholds", "passed" if report["k6_thresholds_passed"] else "FAILED (see k6.txt)"),
     ("invariant violations", str(len(report["invariant_violations"]))),
 ]
+cpu = report["cpu_ms_per_order"] or {}
+services_cpu = [cpu.get(n) for n in ("order-api", "payment-worker", "inventory-worker", "notification-worker")]
+rows.append(("CPU ms per order: PostgreSQL / API / workers / k6",
+             " / ".join(fmt(v, 3) for v in (cpu.get("postgres"), services_cpu[0],
+                        sum(v for v in services_cpu[1:] if v is not None) if cpu else None, cpu.get("k6")))))
+rows.append(("statements per order (pg_stat_statements)",
+             fmt((statements or {}).get("per_order"), 2) if statements else "- (not loaded on this server)"))
 order = ("waiting", "performing", "gathering", "recording")
 for kind, means in (phases or {}).items():
     rows.append((f"{kind} mean ms: " + " / ".join(order), " / ".join(fmt(means.get(p), 2) for p in order)))
