@@ -1392,6 +1392,39 @@ async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
     );
 }
 
+/// The pool hands out the connection returned last, so that a service keeps reusing its
+/// warm sessions rather than rotating its statements over every connection it opened.
+#[tokio::test]
+async fn the_pool_hands_out_the_connection_returned_last() {
+    let db = TestDb::new().await;
+    let pool = db.pool(3);
+    let mut first = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut second = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let first_pid = backend_pid(&mut first).await;
+    let second_pid = backend_pid(&mut second).await;
+    assert_ne!(first_pid, second_pid);
+    drop(first);
+    drop(second);
+    for _ in 0..3 {
+        let mut conn = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(backend_pid(&mut conn).await, second_pid);
+    }
+}
+
+#[derive(QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = Int4)]
+    pid: i32,
+}
+
+async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+    diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<BackendPid>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pid
+}
+
 #[derive(QueryableByName)]
 struct PlanLine {
     #[diesel(sql_type = Text)]
