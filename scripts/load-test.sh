@@ -5,7 +5,7 @@
 #
 #   scripts/load-test.sh [smoke|load|stress|soak]
 #
-# Environment: RATE, DURATION, POLL, BROWSE_EVERY (passed to k6, see load-tests/README.md);
+# Environment: RATE, DURATION, POLL, BROWSE_EVERY, DECLINE_RATE (passed to k6, see load-tests/README.md);
 # CARGO_PROFILE (release; dev reuses the test build); BIN_DIR (prebuilt binaries: no build); CEILING_SECONDS (10; 0 skips pgbench);
 # VACUUM_EVERY and VACUUM_COST_DELAY (the stand-in for autovacuum, below; 60 and 2ms);
 # WORKER_CONCURRENCY and DB_POOL_SIZE are passed to the services.
@@ -151,6 +151,7 @@ k6_status=0
     -e BASE_URL="http://$API_ADDR" -e PROFILE="$profile" \
     ${RATE:+-e RATE="$RATE"} ${DURATION:+-e DURATION="$DURATION"} \
     ${POLL:+-e POLL="$POLL"} ${BROWSE_EVERY:+-e BROWSE_EVERY="$BROWSE_EVERY"} \
+    ${DECLINE_RATE:+-e DECLINE_RATE="$DECLINE_RATE"} \
     load-tests/storefront.js >"$out/k6.txt" 2>&1 || k6_status=$?
 
 log "waiting for the queue to drain"
