@@ -98,11 +98,12 @@ if (!profiles[PROFILE]) {
   throw new Error(`unknown PROFILE ${PROFILE}: use one of ${Object.keys(profiles).join(', ')}`);
 }
 
-// Every profile reports place-order latency on its own (k6 exports a tagged sub-metric only
-// when a threshold names it; this one never fails).
+// Every profile reports place-order and poll latency on its own (k6 exports a tagged
+// sub-metric only when a threshold names it; these never fail, with or without samples).
 const selected = profiles[PROFILE];
 selected.thresholds = {
   'http_req_duration{name:place_order}': ['max>=0'],
+  'http_req_duration{name:get_order}': ['max>=0'],
   ...selected.thresholds,
 };
 
