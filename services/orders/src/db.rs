@@ -40,7 +40,7 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
         .max_size(size)
         // The connection returned last is handed out first. bb8's default (first in,
         // first out) rotates the statements over every connection the pool ever opened,
-        // so each one wakes a backend that has been asleep longest. Reusing the warm one
+        // so each statement wakes the backend that has slept longest. Reusing the warm one
         // halved the median time from acceptance to fulfilment at 200 orders/s and took
         // 2-3 % off the CPU per order (`load-tests/RESULTS.md`, session 12); connections
         // left unused close after bb8's idle timeout.
