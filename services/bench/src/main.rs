@@ -123,6 +123,7 @@ impl Bench {
                 claim_cooldown: self.claim_cooldown,
                 // The bench deletes its own tasks between runs.
                 completed_retention: None,
+                ..WorkerOptions::default()
             };
             let worker = Worker::new(self.pool.clone(), kind, Arc::new(handler), options, wakeup);
             running.spawn(worker.run(shutdown.clone()));

@@ -51,6 +51,7 @@ impl WorkerRuntime {
                 shutdown_grace: worker.shutdown_grace,
                 claim_cooldown: worker.claim_cooldown,
                 completed_retention: worker.completed_retention,
+                ..WorkerOptions::default()
             },
             lease: worker.lease,
             kinds: names.clone(),

@@ -42,7 +42,9 @@
 //!   that id again, so one id follows a piece of work across services and logs.
 //! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback; an
 //!   optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves the wake-ups of a
-//!   busy kind with fewer, larger claims.
+//!   busy kind with fewer, larger claims. A worker whose claims keep coming back full
+//!   stops listening ([`WorkerOptions::unlisten_after`]) until one comes back short, then
+//!   listens and claims once more: a missed NOTIFY costs no task and no poll interval.
 //! - **Retention.** Completed tasks are kept for a while (a day by default,
 //!   [`WorkerOptions::completed_retention`]), then deleted by their kind's workers, a
 //!   batch per poll tick ([`admin::prune_completed`]), so the table holds recent traffic
@@ -71,7 +73,7 @@ pub use claim::{
 };
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
-pub use listener::{Listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
+pub use listener::{Listener, Wakeup, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use prepared::{prepared_sql, PreparedSql};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
 pub use worker::{

@@ -1,4 +1,5 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,75 @@ use crate::notify_channel;
 /// connection (LISTEN needs a session, so not a pooled one) and reconnects with backoff
 /// when it drops. Wake-ups are hints: workers poll anyway, so a missed one costs latency,
 /// never a task.
+///
+/// A worker whose claims keep coming back full needs no wake-ups, and PostgreSQL signals
+/// every listening session of the database on each commit that notifies, whatever the
+/// channel: such a worker asks the listener to stop listening on its channel
+/// ([`Wakeup::set_listening`]), and to listen again once a claim comes back short. A
+/// session with no channel left is no longer signalled at all.
 #[derive(Clone, Default)]
 pub struct Listener {
-    wakeups: HashMap<String, Arc<Notify>>,
+    channels: HashMap<String, Arc<Channel>>,
+    /// Set when a worker changed whether its channel should be listened on.
+    interest_changed: Arc<Notify>,
+}
+
+/// One channel's wake-up and whether its worker wants it.
+#[derive(Debug)]
+struct Channel {
+    wakeup: Notify,
+    wanted: AtomicBool,
+}
+
+impl Channel {
+    fn is_wanted(&self) -> bool {
+        // Fully qualified: diesel's `RunQueryDsl::load` is in scope here.
+        AtomicBool::load(&self.wanted, Ordering::SeqCst)
+    }
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Self {
+            wakeup: Notify::new(),
+            wanted: AtomicBool::new(true),
+        }
+    }
+}
+
+/// What woke the listening session's loop.
+enum Event {
+    Notified(String),
+    InterestChanged,
+    ProbeDue,
+}
+
+/// A worker's end of its kind's channel: the wake-ups, and whether it wants them. The
+/// default one belongs to no listener (a worker that only polls).
+#[derive(Clone, Debug, Default)]
+pub struct Wakeup {
+    channel: Arc<Channel>,
+    interest_changed: Option<Arc<Notify>>,
+}
+
+impl Wakeup {
+    /// Resolves on the next NOTIFY of the channel (or at once if one came since the last
+    /// call), or when the listener asks for a claim after (re)connecting.
+    pub async fn notified(&self) {
+        self.channel.wakeup.notified().await;
+    }
+
+    /// Asks the listener to LISTEN (true) or UNLISTEN (false) on the channel. After it
+    /// listens again, the listener wakes the worker once: tasks enqueued while it was not
+    /// listening sent their NOTIFY to nobody.
+    pub(crate) fn set_listening(&self, wanted: bool) {
+        let before = self.channel.wanted.swap(wanted, Ordering::SeqCst);
+        if before != wanted {
+            if let Some(changed) = &self.interest_changed {
+                changed.notify_one();
+            }
+        }
+    }
 }
 
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -27,19 +94,25 @@ const LIVENESS_PROBE: Duration = Duration::from_secs(15);
 
 impl Listener {
     pub fn new(kinds: &[&str]) -> Self {
-        let wakeups = kinds
+        let channels = kinds
             .iter()
-            .map(|kind| (notify_channel(kind), Arc::new(Notify::new())))
+            .map(|kind| (notify_channel(kind), Arc::default()))
             .collect();
-        Self { wakeups }
+        Self {
+            channels,
+            interest_changed: Arc::default(),
+        }
     }
 
     /// The wake-up of one kind, shared with that kind's worker.
-    pub fn wakeup(&self, kind: &str) -> Arc<Notify> {
-        self.wakeups
-            .get(&notify_channel(kind))
-            .cloned()
-            .unwrap_or_default()
+    pub fn wakeup(&self, kind: &str) -> Wakeup {
+        match self.channels.get(&notify_channel(kind)) {
+            Some(channel) => Wakeup {
+                channel: Arc::clone(channel),
+                interest_changed: Some(Arc::clone(&self.interest_changed)),
+            },
+            None => Wakeup::default(),
+        }
     }
 
     /// Listens until `shutdown` is cancelled, reconnecting as needed.
@@ -76,38 +149,35 @@ impl Listener {
             .execute(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        for channel in self.wakeups.keys() {
-            let listen = format!("LISTEN \"{}\"", channel.replace('"', "\"\""));
-            diesel::sql_query(listen)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        tracing::info!(channels = self.wakeups.len(), "task listener connected");
+        let mut listening = HashSet::new();
+        self.follow_interest(&mut conn, &mut listening).await?;
+        tracing::info!(channels = listening.len(), "task listener connected");
         *reconnect_delay = RECONNECT_MIN;
         self.wake_all();
         let mut probe = tokio::time::interval(LIVENESS_PROBE);
         probe.tick().await;
         loop {
-            let notification = {
+            let event = {
                 let mut stream = std::pin::pin!(conn.notifications_stream());
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = probe.tick() => None,
+                    _ = probe.tick() => Event::ProbeDue,
+                    () = self.interest_changed.notified() => Event::InterestChanged,
                     next = stream.next() => match next {
-                        Some(Ok(notification)) => Some(notification),
+                        Some(Ok(notification)) => Event::Notified(notification.channel),
                         Some(Err(error)) => return Err(error.to_string()),
                         None => return Err("connection closed".into()),
                     },
                 }
             };
-            match notification {
-                Some(notification) => {
-                    if let Some(wakeup) = self.wakeups.get(&notification.channel) {
-                        wakeup.notify_one();
+            match event {
+                Event::Notified(name) => {
+                    if let Some(channel) = self.channels.get(&name) {
+                        channel.wakeup.notify_one();
                     }
                 }
-                None => {
+                Event::InterestChanged => self.follow_interest(&mut conn, &mut listening).await?,
+                Event::ProbeDue => {
                     diesel::sql_query("SELECT 1")
                         .execute(&mut conn)
                         .await
@@ -117,9 +187,39 @@ impl Listener {
         }
     }
 
+    /// LISTENs on the channels whose workers want wake-ups and UNLISTENs on the others,
+    /// as far as `listening` (what this session listens on) differs. A channel listened on
+    /// again wakes its worker: what was enqueued meanwhile notified nobody.
+    async fn follow_interest(
+        &self,
+        conn: &mut AsyncPgConnection,
+        listening: &mut HashSet<String>,
+    ) -> Result<(), String> {
+        for (name, channel) in &self.channels {
+            let wanted = channel.is_wanted();
+            if wanted == listening.contains(name) {
+                continue;
+            }
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let statement = if wanted { "LISTEN" } else { "UNLISTEN" };
+            diesel::sql_query(format!("{statement} {quoted}"))
+                .execute(conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if wanted {
+                listening.insert(name.clone());
+                channel.wakeup.notify_one();
+            } else {
+                listening.remove(name);
+            }
+            tracing::debug!(channel = %name, statement, "task listener");
+        }
+        Ok(())
+    }
+
     fn wake_all(&self) {
-        for wakeup in self.wakeups.values() {
-            wakeup.notify_one();
+        for channel in self.channels.values() {
+            channel.wakeup.notify_one();
         }
     }
 }

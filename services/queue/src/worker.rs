@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::claim::{bury_expired, extend_lease, release, rescue_expired};
 use crate::correlation::with_correlation_id;
+use crate::listener::Wakeup;
 use crate::phase::{self, Phase};
 use crate::record::{record_alone, GroupRecorder, Performed, PerformingGuard};
 use crate::{
@@ -143,6 +143,11 @@ pub struct WorkerOptions {
     /// How long completed tasks of the kind are kept before the worker deletes them (on
     /// its poll ticks, a batch at a time); `None` keeps them forever.
     pub completed_retention: Option<Duration>,
+    /// How long claims must keep coming back full before the worker stops listening for
+    /// its kind's NOTIFYs, until a claim comes back short; `None` always listens. A
+    /// saturated worker claims again as each task finishes and has no use for wake-ups,
+    /// while PostgreSQL signals every listening session on each notifying commit.
+    pub unlisten_after: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -153,6 +158,7 @@ impl Default for WorkerOptions {
             shutdown_grace: Duration::from_secs(10),
             claim_cooldown: Duration::ZERO,
             completed_retention: Some(DEFAULT_COMPLETED_RETENTION),
+            unlisten_after: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -174,7 +180,7 @@ pub struct Worker<H> {
     kind: KindConfig,
     handler: Arc<H>,
     options: WorkerOptions,
-    wakeup: Arc<Notify>,
+    wakeup: Wakeup,
 }
 
 impl<H: TaskHandler> Worker<H> {
@@ -183,7 +189,7 @@ impl<H: TaskHandler> Worker<H> {
         kind: KindConfig,
         handler: Arc<H>,
         options: WorkerOptions,
-        wakeup: Arc<Notify>,
+        wakeup: Wakeup,
     ) -> Self {
         Self {
             pool,
@@ -214,6 +220,7 @@ impl<H: TaskHandler> Worker<H> {
         // (seen: 1.6 claims per task, most of them empty, before this).
         let mut work_may_wait = true;
         let mut next_claim_at = tokio::time::Instant::now();
+        let mut saturation = Saturation::default();
 
         while !shutdown.is_cancelled() {
             while let Some(finished) = running.try_join_next() {
@@ -233,6 +240,7 @@ impl<H: TaskHandler> Worker<H> {
                     Ok(tasks) => {
                         let full = tasks.len() == free;
                         work_may_wait = full;
+                        saturation.claimed(full, self.options.unlisten_after, &self.wakeup);
                         if !tasks.is_empty() {
                             metrics::counter!("orderflow_queue_tasks_claimed_total", "kind" => self.kind.kind)
                                 .increment(tasks.len() as u64);
@@ -255,6 +263,7 @@ impl<H: TaskHandler> Worker<H> {
                     Err(error) => {
                         // Tried again on the next wake-up or poll tick.
                         work_may_wait = false;
+                        saturation.claimed(false, self.options.unlisten_after, &self.wakeup);
                         tracing::warn!(kind = self.kind.kind, %error, "claiming tasks failed");
                     }
                 }
@@ -451,6 +460,37 @@ impl<H: TaskHandler> Worker<H> {
 /// One attempt: the handler under the kind's timeout, with the task's correlation id, while
 /// a heartbeat keeps the lease. A panic in the handler is an attempt that failed, recorded
 /// now with its backoff rather than found when the lease runs out.
+/// Since when a worker's claims have all come back full, and whether it stopped listening
+/// for wake-ups because of it.
+#[derive(Default)]
+struct Saturation {
+    full_since: Option<tokio::time::Instant>,
+    unlistened: bool,
+}
+
+impl Saturation {
+    /// Follows a claim's outcome: full claims for `unlisten_after` stop the wake-ups, a
+    /// short (or failed) one brings them back, and with them one more claim (the listener
+    /// wakes the worker once it listens again), so that nothing enqueued in between waits
+    /// for the poll.
+    fn claimed(&mut self, full: bool, unlisten_after: Option<Duration>, wakeup: &Wakeup) {
+        if !full {
+            self.full_since = None;
+            if std::mem::take(&mut self.unlistened) {
+                wakeup.set_listening(true);
+            }
+            return;
+        }
+        let since = *self
+            .full_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        if !self.unlistened && unlisten_after.is_some_and(|after| since.elapsed() >= after) {
+            self.unlistened = true;
+            wakeup.set_listening(false);
+        }
+    }
+}
+
 async fn run_attempt<H: TaskHandler>(
     handler: &H,
     pool: &Pool,

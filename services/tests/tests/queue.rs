@@ -419,6 +419,7 @@ fn options() -> WorkerOptions {
         shutdown_grace: Duration::from_secs(5),
         claim_cooldown: Duration::from_millis(2),
         completed_retention: None,
+        ..WorkerOptions::default()
     }
 }
 
@@ -608,6 +609,108 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
         let id = enqueue_one(&mut conn, &config).await;
         wait_for_state(&mut conn, id, "completed").await;
     }
+    shutdown.cancel();
+    let _ = running.await;
+    let _ = listening.await;
+}
+
+/// The last statement of the listener's session in the test's database, once it has one.
+async fn listener_statement(db: &TestDb) -> Option<String> {
+    #[derive(QueryableByName)]
+    struct Statement {
+        #[diesel(sql_type = Text)]
+        query: String,
+    }
+    let mut probe = db.connect().await;
+    let statement: Statement = diesel::sql_query(
+        "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind::<Text, _>(orderflow_queue::LISTENER_APPLICATION_NAME)
+    .get_result(&mut probe)
+    .await
+    .ok()?;
+    Some(statement.query)
+}
+
+async fn wait_for_listener_statement(db: &TestDb, prefix: &str) {
+    wait_until(
+        &format!("the listener's session to run {prefix}"),
+        Duration::from_secs(10),
+        || async {
+            listener_statement(db)
+                .await
+                .filter(|query| query.starts_with(prefix))
+                .map(drop)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_worker_stops_listening_until_a_claim_comes_back_short() {
+    let db = TestDb::new().await;
+    let config = kind("test.saturated", 3);
+    let listener = Listener::new(&[config.kind]);
+    let shutdown = CancellationToken::new();
+    // The first two attempts wait for the gate: the first claim is full (two of two).
+    let handler = Arc::new(Gate {
+        hold_first: 2,
+        ..Gate::default()
+    });
+    let options = WorkerOptions {
+        concurrency: 2,
+        // Far longer than the test's deadlines: only a NOTIFY or a claim of the worker's
+        // own can get a task done.
+        poll_interval: Duration::from_secs(3600),
+        unlisten_after: Some(Duration::ZERO),
+        ..options()
+    };
+    let worker = Worker::new(
+        db.pool(4),
+        config.clone(),
+        Arc::clone(&handler),
+        options,
+        listener.wakeup(config.kind),
+    );
+    let listening = tokio::spawn(listener.run(db.url.clone(), shutdown.clone()));
+    wait_for_listener_statement(&db, "LISTEN").await;
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let mut conn = db.connect().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(enqueue_one(&mut conn, &config).await);
+    }
+    wait_until(
+        "both slots to be taken",
+        Duration::from_secs(10),
+        || async { (count(&handler.started) == 2).then_some(()) },
+    )
+    .await;
+    wait_for_listener_statement(&db, "UNLISTEN").await;
+
+    // The held attempts finish; the worker claims the other three itself (two, then one:
+    // short), and listens again.
+    let conn_cell = tokio::sync::Mutex::new(&mut conn);
+    wait_until(
+        "every task to complete",
+        Duration::from_secs(20),
+        || async {
+            handler.open.notify_waiters();
+            let mut conn = conn_cell.lock().await;
+            for &id in &ids {
+                if task_row(&mut conn, id).await.state != "completed" {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let conn = conn_cell.into_inner();
+    wait_for_listener_statement(&db, "LISTEN").await;
+    // Idle again, the worker is woken by the NOTIFY alone.
+    let id = enqueue_one(conn, &config).await;
+    wait_for_state(conn, id, "completed").await;
     shutdown.cancel();
     let _ = running.await;
     let _ = listening.await;
