@@ -587,22 +587,7 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let running = tokio::spawn(worker.run(shutdown.clone()));
     // Let the worker go idle (its first claim finds nothing) before enqueueing.
     let mut conn = db.connect().await;
-    wait_until("the listener to LISTEN", Duration::from_secs(10), || async {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut probe = db.connect().await;
-        let listening: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-        )
-        .get_result(&mut probe)
-        .await
-        .ok()?;
-        (listening.n > 0).then_some(())
-    })
-    .await;
+    wait_for_listener_statement(&db, "LISTEN").await;
     // One at a time, each after the previous finished, so that the worker is idle
     // (waiting for a wake-up) when the next arrives.
     for _ in 0..3 {
