@@ -31,7 +31,8 @@
 //!   attempt with a timeout, so a hung handler cannot hold a task forever.
 //! - **Nothing is lost.** A task whose lease expired (its worker died) is made waiting
 //!   again by its kind's workers on their next poll tick ([`rescue_expired`]), ahead of
-//!   newer tasks; on its last attempt it is moved to `dead` instead.
+//!   newer tasks, also while those workers are saturated; on its last attempt it is moved
+//!   to `dead` instead.
 //! - **Retries, then dead.** A failed attempt is retried after exponential backoff with
 //!   jitter, up to the kind's attempt limit; a permanent error or the last attempt moves
 //!   the task to `dead`, with every attempt's error kept. The handler's dead hook runs in

@@ -251,10 +251,13 @@ impl<H: TaskHandler> Worker<H> {
                             running.spawn(self.execute(task, held.clone(), recorder.clone()));
                         }
                         // A full batch means more may be waiting: claim again as soon
-                        // as a slot frees up, without waiting for a wake-up.
+                        // as a slot frees up, without waiting for a wake-up. The poll
+                        // tick's upkeep goes on meanwhile: a kind that stays saturated
+                        // must still rescue the tasks of a worker that died.
                         if full {
                             tokio::select! {
                                 Some(finished) = running.join_next() => report_panic(finished),
+                                _ = poll.tick() => self.upkeep().await,
                                 _ = shutdown.cancelled() => {}
                             }
                             continue;
@@ -272,8 +275,7 @@ impl<H: TaskHandler> Worker<H> {
                 _ = shutdown.cancelled() => {}
                 _ = self.wakeup.notified() => work_may_wait = true,
                 _ = poll.tick() => {
-                    self.rescue_expired().await;
-                    self.prune_completed().await;
+                    self.upkeep().await;
                     work_may_wait = true;
                 }
                 Some(finished) = running.join_next(), if !running.is_empty() => report_panic(finished),
@@ -386,6 +388,12 @@ impl<H: TaskHandler> Worker<H> {
 
     /// Tasks whose lease expired (their worker died or hung) are waiting again, or dead on
     /// their last attempt; they would otherwise sit in `running`.
+    /// What each poll tick does besides looking for work.
+    async fn upkeep(&self) {
+        self.rescue_expired().await;
+        self.prune_completed().await;
+    }
+
     async fn rescue_expired(&self) {
         let result: Result<(usize, Vec<DeadTask>), TaskError> = async {
             let mut conn = self.pool.get().await?;

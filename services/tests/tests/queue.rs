@@ -813,6 +813,52 @@ async fn lease_of(conn: &mut AsyncPgConnection, id: i64) -> chrono::DateTime<chr
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_worker_still_rescues_expired_leases_on_its_poll_tick() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.busy_rescue",
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+    );
+    // A task claimed by a worker that then died: its short lease runs out unextended.
+    let orphan = enqueue_one(&mut conn, &config).await;
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_millis(200))
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}"));
+    assert_eq!(claimed.len(), 1);
+    // Another task takes the worker's only slot and holds it: the worker's claim was full,
+    // so it waits for the slot rather than for a wake-up.
+    enqueue_one(&mut conn, &config).await;
+    let handler = Arc::new(Gate {
+        hold_first: 1,
+        ..Gate::default()
+    });
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        db.pool(4),
+        config.clone(),
+        Arc::clone(&handler),
+        WorkerOptions {
+            concurrency: 1,
+            ..options()
+        },
+        Default::default(),
+    );
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wait_until("the slot to be taken", Duration::from_secs(10), || async {
+        (count(&handler.started) == 1).then_some(())
+    })
+    .await;
+    let row = wait_for_state(&mut conn, orphan, "waiting").await;
+    assert_eq!(row.attempts, 1, "rescued, not yet run again");
+    handler.open.notify_waiters();
+    wait_for_state(&mut conn, orphan, "completed").await;
+    shutdown.cancel();
+    let _ = running.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hung_attempt_times_out_and_the_task_is_retried() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
