@@ -126,7 +126,7 @@ pub async fn claim_batch(
 /// time, so the next claim takes them first: they have waited longest. Their old claim
 /// is void (the token is cleared), so the attempt that held it cannot record. The lost
 /// attempt stays counted and its expiry is kept with the task's errors. Those without
-/// attempts left are [`bury_expired`]'s.
+/// attempts left are `bury_expired`'s.
 ///
 /// Workers run it on their poll ticks: an expired lease is rare, and scanning for one in
 /// every claim read the lease index's dead entries (40–50 pages at 200 orders/s) each time.

@@ -18,8 +18,8 @@ use crate::notify_channel;
 /// A worker whose claims keep coming back full needs no wake-ups, and PostgreSQL signals
 /// every listening session of the database on each commit that notifies, whatever the
 /// channel: such a worker asks the listener to stop listening on its channel
-/// ([`Wakeup::set_listening`]), and to listen again once a claim comes back short. A
-/// session with no channel left is no longer signalled at all.
+/// ([`crate::WorkerOptions::unlisten_after`]), and to listen again once a claim comes back
+/// short. A session with no channel left is no longer signalled at all.
 #[derive(Clone, Default)]
 pub struct Listener {
     channels: HashMap<String, Arc<Channel>>,
