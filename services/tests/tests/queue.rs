@@ -665,12 +665,7 @@ async fn a_saturated_worker_stops_listening_until_a_claim_comes_back_short() {
     for _ in 0..5 {
         ids.push(enqueue_one(&mut conn, &config).await);
     }
-    wait_until(
-        "both slots to be taken",
-        Duration::from_secs(10),
-        || async { (count(&handler.started) == 2).then_some(()) },
-    )
-    .await;
+    handler.wait_started(2).await;
     wait_for_listener_statement(&db, "UNLISTEN").await;
 
     // The held attempts finish; the worker claims the other three itself (two, then one:
@@ -723,6 +718,18 @@ impl Drop for DropCounter<'_> {
     }
 }
 
+impl Gate {
+    /// Waits until `n` attempts have started.
+    async fn wait_started(&self, n: usize) {
+        wait_until(
+            &format!("{n} attempt(s) to start"),
+            Duration::from_secs(10),
+            || async { (count(&self.started) == n).then_some(()) },
+        )
+        .await;
+    }
+}
+
 impl TaskHandler for Gate {
     records_nothing!();
 
@@ -766,10 +773,7 @@ async fn a_long_task_keeps_its_claim_past_its_lease_through_heartbeats() {
         ..Gate::default()
     });
     let worker = start_worker(&db, config.clone(), &handler);
-    wait_until("the attempt to start", Duration::from_secs(10), || async {
-        (count(&handler.started) == 1).then_some(())
-    })
-    .await;
+    handler.wait_started(1).await;
     let first_lease: chrono::DateTime<chrono::Utc> = lease_of(&mut conn, id).await;
     let conn_cell = tokio::sync::Mutex::new(&mut conn);
     wait_until(
@@ -846,10 +850,7 @@ async fn a_saturated_worker_still_rescues_expired_leases_on_its_poll_tick() {
         Default::default(),
     );
     let running = tokio::spawn(worker.run(shutdown.clone()));
-    wait_until("the slot to be taken", Duration::from_secs(10), || async {
-        (count(&handler.started) == 1).then_some(())
-    })
-    .await;
+    handler.wait_started(1).await;
     let row = wait_for_state(&mut conn, orphan, "waiting").await;
     assert_eq!(row.attempts, 1, "rescued, not yet run again");
     handler.open.notify_waiters();
@@ -897,10 +898,7 @@ async fn an_attempt_whose_claim_was_taken_stops_at_the_next_heartbeat() {
         ..Gate::default()
     });
     let worker = start_worker(&db, config, &handler);
-    wait_until("the attempt to start", Duration::from_secs(10), || async {
-        (count(&handler.started) == 1).then_some(())
-    })
-    .await;
+    handler.wait_started(1).await;
     // Another worker's claim replaces ours (as after a re-claim).
     diesel::sql_query("UPDATE tasks SET claim_token = gen_random_uuid() WHERE id = $1")
         .bind::<BigInt, _>(id)
@@ -950,12 +948,7 @@ async fn at_shutdown_tasks_still_running_after_the_grace_period_are_given_back()
         Default::default(),
     );
     let running = tokio::spawn(worker.run(shutdown.clone()));
-    wait_until(
-        "three attempts to start",
-        Duration::from_secs(10),
-        || async { (count(&handler.started) == 3).then_some(()) },
-    )
-    .await;
+    handler.wait_started(3).await;
     shutdown.cancel();
     running.await.unwrap_or_else(|e| panic!("worker: {e}"));
     assert_eq!(count(&handler.dropped), 3, "the attempts were stopped");
