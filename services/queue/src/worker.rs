@@ -386,14 +386,14 @@ impl<H: TaskHandler> Worker<H> {
         attempt.instrument(owner_span).instrument(span)
     }
 
-    /// Tasks whose lease expired (their worker died or hung) are waiting again, or dead on
-    /// their last attempt; they would otherwise sit in `running`.
     /// What each poll tick does besides looking for work.
     async fn upkeep(&self) {
         self.rescue_expired().await;
         self.prune_completed().await;
     }
 
+    /// Tasks whose lease expired (their worker died or hung) are waiting again, or dead on
+    /// their last attempt; they would otherwise sit in `running`.
     async fn rescue_expired(&self) {
         let result: Result<(usize, Vec<DeadTask>), TaskError> = async {
             let mut conn = self.pool.get().await?;
@@ -465,40 +465,35 @@ impl<H: TaskHandler> Worker<H> {
     }
 }
 
-/// One attempt: the handler under the kind's timeout, with the task's correlation id, while
-/// a heartbeat keeps the lease. A panic in the handler is an attempt that failed, recorded
-/// now with its backoff rather than found when the lease runs out.
-/// Since when a worker's claims have all come back full, and whether it stopped listening
-/// for wake-ups because of it.
+/// Since when a worker's claims have all come back full.
 #[derive(Default)]
 struct Saturation {
     full_since: Option<tokio::time::Instant>,
-    unlistened: bool,
 }
 
 impl Saturation {
     /// Follows a claim's outcome: full claims for `unlisten_after` stop the wake-ups, a
     /// short (or failed) one brings them back, and with them one more claim (the listener
     /// wakes the worker once it listens again), so that nothing enqueued in between waits
-    /// for the poll.
+    /// for the poll. Asking for the state the channel is already in does nothing.
     fn claimed(&mut self, full: bool, unlisten_after: Option<Duration>, wakeup: &Wakeup) {
         if !full {
             self.full_since = None;
-            if std::mem::take(&mut self.unlistened) {
-                wakeup.set_listening(true);
-            }
+            wakeup.set_listening(true);
             return;
         }
         let since = *self
             .full_since
             .get_or_insert_with(tokio::time::Instant::now);
-        if !self.unlistened && unlisten_after.is_some_and(|after| since.elapsed() >= after) {
-            self.unlistened = true;
+        if unlisten_after.is_some_and(|after| since.elapsed() >= after) {
             wakeup.set_listening(false);
         }
     }
 }
 
+/// One attempt: the handler under the kind's timeout, with the task's correlation id, while
+/// a heartbeat keeps the lease. A panic in the handler is an attempt that failed, recorded
+/// now with its backoff rather than found when the lease runs out.
 async fn run_attempt<H: TaskHandler>(
     handler: &H,
     pool: &Pool,

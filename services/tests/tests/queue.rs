@@ -368,12 +368,21 @@ fn start_worker<H: TaskHandler>(
     config: KindConfig,
     handler: &Arc<H>,
 ) -> RunningWorker {
+    start_worker_with(db, config, handler, options())
+}
+
+fn start_worker_with<H: TaskHandler>(
+    db: &TestDb,
+    config: KindConfig,
+    handler: &Arc<H>,
+    options: WorkerOptions,
+) -> RunningWorker {
     let shutdown = CancellationToken::new();
     let worker = Worker::new(
         db.pool(4),
         config,
         Arc::clone(handler),
-        options(),
+        options,
         Default::default(),
     );
     RunningWorker {
@@ -838,25 +847,21 @@ async fn a_saturated_worker_still_rescues_expired_leases_on_its_poll_tick() {
         hold_first: 1,
         ..Gate::default()
     });
-    let shutdown = CancellationToken::new();
-    let worker = Worker::new(
-        db.pool(4),
-        config.clone(),
-        Arc::clone(&handler),
+    let worker = start_worker_with(
+        &db,
+        config,
+        &handler,
         WorkerOptions {
             concurrency: 1,
             ..options()
         },
-        Default::default(),
     );
-    let running = tokio::spawn(worker.run(shutdown.clone()));
     handler.wait_started(1).await;
     let row = wait_for_state(&mut conn, orphan, "waiting").await;
     assert_eq!(row.attempts, 1, "rescued, not yet run again");
     handler.open.notify_waiters();
     wait_for_state(&mut conn, orphan, "completed").await;
-    shutdown.cancel();
-    let _ = running.await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
