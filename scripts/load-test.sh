@@ -251,6 +251,25 @@ def phase_means():
     return {kind: {phase: round(v["_sum"] / v["_count"] * 1000, 2) for phase, v in phases.items() if v.get("_count")}
             for kind, phases in sorted(sums.items())} or None
 phases = phase_means()
+def claim_batches():
+    # Claims per kind and tasks per claim, from the workers' orderflow_queue_claims_total
+    # and orderflow_queue_tasks_claimed_total: how well the kinds batched.
+    claims, tasks = {}, {}
+    try:
+        with open(os.path.join(out, "worker-metrics.txt")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        for name, into in (("orderflow_queue_claims_total{", claims), ("orderflow_queue_tasks_claimed_total{", tasks)):
+            if line.startswith(name):
+                labels, value = line[len(name):].rsplit("} ", 1)
+                label = dict(pair.split("=", 1) for pair in labels.split(","))
+                kind = label["kind"].strip('"')
+                into[kind] = into.get(kind, 0) + float(value)
+    return {kind: {"claims": int(n), "tasks_per_claim": round(tasks.get(kind, 0) / n, 2)}
+            for kind, n in sorted(claims.items()) if n} or None
+batches = claim_batches()
 def cpu_ms_per_order(orders):
     # CPU between the snapshots taken before k6 and after the drain, by process: the
     # services by pid, PostgreSQL as every process of that name (the whole server), k6 as
@@ -287,6 +306,7 @@ report = {
     "orders_stuck_in_k6": metrics.get("orders_stuck", {}).get("count", 0),
     "idle_pickup_ms": (pickup or {}).get("result", {}).get("pickup_ms"),
     "task_phase_mean_ms": phases,
+    "claims": batches,
     "cpu_ms_per_order": cpu_ms_per_order(db.get("orders")),
     "statements": statements,
     "drain_seconds_after_k6": float(drain), "drained": drained == "true",
@@ -329,6 +349,8 @@ rows.append(("statements per order (pg_stat_statements)",
 order = ("waiting", "performing", "gathering", "recording")
 for kind, means in (phases or {}).items():
     rows.append((f"{kind} mean ms: " + " / ".join(order), " / ".join(fmt(means.get(p), 2) for p in order)))
+for kind, batch in (batches or {}).items():
+    rows.append((f"{kind} claims / tasks per claim", f"{batch['claims']:,} / {batch['tasks_per_claim']:.1f}"))
 width = max(len(r[0]) for r in rows)
 print()
 for name, value in rows:

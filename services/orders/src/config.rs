@@ -210,7 +210,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
-    /// `WORKER_CLAIM_COOLDOWN_MS`: the least time between two claims of a kind.
+    /// `WORKER_CLAIM_COOLDOWN_MS`: the least time between two claims of a busy kind (`0`:
+    /// every wake-up claims at once).
     pub claim_cooldown: Duration,
     /// `TASK_LEASE_SECONDS`: overrides the lease of every kind this worker runs.
     pub lease: Option<Duration>,
@@ -222,9 +223,9 @@ pub struct WorkerConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// No cooldown by default: at 300 orders/s, 5 ms saved 13 % of the statements but added
-/// half to the median acceptance-to-fulfilment time (load-tests/RESULTS.md).
-const DEFAULT_CLAIM_COOLDOWN_MS: u64 = 0;
+/// The queue's default: a kind above about 270 tasks/s claims at most every 15 ms, a
+/// quieter one at once (load-tests/RESULTS.md, session 14).
+const DEFAULT_CLAIM_COOLDOWN_MS: u64 = orderflow_queue::DEFAULT_CLAIM_COOLDOWN.as_millis() as u64;
 
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -41,9 +41,11 @@
 //! - **Correlation.** Each task stores the correlation id current when it was enqueued (the
 //!   API's request id, or the id of the task that enqueued it), and its worker runs it under
 //!   that id again, so one id follows a piece of work across services and logs.
-//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback; an
-//!   optional claim cooldown ([`WorkerOptions::claim_cooldown`]) serves the wake-ups of a
-//!   busy kind with fewer, larger claims. A worker whose claims keep coming back full
+//! - **Wake-ups.** Workers LISTEN on their kinds' channels and poll as a fallback. A quiet
+//!   kind claims at once on each wake-up; a busy one (its tasks arriving fast enough to
+//!   gather [`MIN_PACED_BATCH`] within the claim cooldown, [`WorkerOptions::claim_cooldown`],
+//!   15 ms by default) claims at most once per cooldown, serving many wake-ups with one
+//!   larger claim and one commit group. A worker whose claims keep coming back full
 //!   stops listening ([`WorkerOptions::unlisten_after`]) until one comes back short, then
 //!   listens and claims once more: a missed NOTIFY costs no task and no poll interval.
 //! - **Retention.** Completed tasks are kept for a while (a day by default,
@@ -59,6 +61,7 @@ mod claim;
 mod correlation;
 mod error;
 mod listener;
+mod pacing;
 mod phase;
 mod prepared;
 mod record;
@@ -75,11 +78,12 @@ pub use claim::{
 pub use correlation::{current_correlation_id, with_correlation_id};
 pub use error::TaskError;
 pub use listener::{Listener, Wakeup, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
+pub use pacing::MIN_PACED_BATCH;
 pub use prepared::{prepared_sql, PreparedSql};
 pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
 pub use worker::{
     record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions,
-    DEFAULT_COMPLETED_RETENTION,
+    DEFAULT_CLAIM_COOLDOWN, DEFAULT_COMPLETED_RETENTION,
 };
 
 /// The connection pool the queue works with.

@@ -608,6 +608,96 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let _ = listening.await;
 }
 
+/// Completes every task, noting when each attempt started.
+#[derive(Default)]
+struct Stamps(std::sync::Mutex<Vec<std::time::Instant>>);
+
+impl Stamps {
+    fn taken(&self) -> Vec<std::time::Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl TaskHandler for Stamps {
+    records_nothing!();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(std::time::Instant::now());
+        Ok(())
+    }
+}
+
+async fn enqueue_many(conn: &mut AsyncPgConnection, config: &KindConfig, n: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(enqueue_one(conn, config).await);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_kind_waits_out_the_claim_cooldown_before_its_next_claim() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.paced", 3);
+    let cooldown = Duration::from_secs(3);
+    // Five tasks in one claim of sixteen slots: a rate that a cooldown this long turns
+    // into batches, and a claim that is not full.
+    let first = enqueue_many(&mut conn, &config, 5).await;
+    let handler = Arc::new(Stamps::default());
+    let options = WorkerOptions {
+        concurrency: 16,
+        claim_cooldown: cooldown,
+        unlisten_after: None,
+        ..options()
+    };
+    let worker = start_worker_with(&db, config.clone(), &handler, options);
+    for id in first {
+        wait_for_state(&mut conn, id, "completed").await;
+    }
+    let late = enqueue_one(&mut conn, &config).await;
+    wait_for_state(&mut conn, late, "completed").await;
+    worker.stop().await;
+
+    let stamps = handler.taken();
+    assert_eq!(stamps.len(), 6);
+    // The first claim started before its tasks did; a claim that took more than a
+    // second would make this pass too late, never too early.
+    let gap = stamps[5].duration_since(stamps[0]);
+    assert!(
+        gap >= cooldown - Duration::from_secs(1),
+        "the next claim came {gap:?} after the first, within the {cooldown:?} cooldown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_claim_is_followed_at_once_whatever_the_cooldown() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.backlog", 3);
+    // Twelve tasks, four slots: three full claims. Paced, they would take two minutes.
+    let ids = enqueue_many(&mut conn, &config, 12).await;
+    let handler = Arc::new(Stamps::default());
+    let options = WorkerOptions {
+        concurrency: 4,
+        claim_cooldown: Duration::from_secs(60),
+        unlisten_after: None,
+        ..options()
+    };
+    let worker = start_worker_with(&db, config.clone(), &handler, options);
+    for id in ids {
+        wait_for_state(&mut conn, id, "completed").await;
+    }
+    worker.stop().await;
+    assert_eq!(handler.taken().len(), 12);
+}
+
 /// The last statement of the listener's session in the test's database, once it has one.
 async fn listener_statement(db: &TestDb) -> Option<String> {
     #[derive(QueryableByName)]
