@@ -231,23 +231,30 @@ db = load("database.json") or {}
 invariants = load("invariants.json") or {}
 ceiling_tps = None if ceiling == "null" else float(ceiling)
 pickup = None if pickup == "null" else json.loads(pickup)
-def phase_means():
-    # Mean ms per kind and phase, from the workers' orderflow_queue_attempt_phase_seconds.
-    sums = {}
+def worker_samples():
+    # The workers' Prometheus samples as (name, labels, value), or None without metrics.
     try:
         with open(os.path.join(out, "worker-metrics.txt")) as f:
             lines = f.read().splitlines()
     except OSError:
         return None
+    samples = []
     for line in lines:
+        if line.startswith("#") or "{" not in line:
+            continue
+        name, rest = line.split("{", 1)
+        labels, value = rest.rsplit("} ", 1)
+        label = {k: v.strip('"') for k, v in (pair.split("=", 1) for pair in labels.split(","))}
+        samples.append((name, label, float(value)))
+    return samples
+samples = worker_samples()
+def phase_means():
+    # Mean ms per kind and phase, from the workers' orderflow_queue_attempt_phase_seconds.
+    sums = {}
+    for name, label, value in samples or []:
         for part in ("_sum", "_count"):
-            prefix = "orderflow_queue_attempt_phase_seconds" + part + "{"
-            if not line.startswith(prefix):
-                continue
-            labels, value = line[len(prefix):].rsplit("} ", 1)
-            label = dict(pair.split("=", 1) for pair in labels.split(","))
-            kind, phase = label["kind"].strip('"'), label["phase"].strip('"')
-            sums.setdefault(kind, {}).setdefault(phase, {})[part] = float(value)
+            if name == "orderflow_queue_attempt_phase_seconds" + part:
+                sums.setdefault(label["kind"], {}).setdefault(label["phase"], {})[part] = value
     return {kind: {phase: round(v["_sum"] / v["_count"] * 1000, 2) for phase, v in phases.items() if v.get("_count")}
             for kind, phases in sorted(sums.items())} or None
 phases = phase_means()
@@ -255,18 +262,10 @@ def claim_batches():
     # Claims per kind and tasks per claim, from the workers' orderflow_queue_claims_total
     # and orderflow_queue_tasks_claimed_total: how well the kinds batched.
     claims, tasks = {}, {}
-    try:
-        with open(os.path.join(out, "worker-metrics.txt")) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        for name, into in (("orderflow_queue_claims_total{", claims), ("orderflow_queue_tasks_claimed_total{", tasks)):
-            if line.startswith(name):
-                labels, value = line[len(name):].rsplit("} ", 1)
-                label = dict(pair.split("=", 1) for pair in labels.split(","))
-                kind = label["kind"].strip('"')
-                into[kind] = into.get(kind, 0) + float(value)
+    for name, label, value in samples or []:
+        into = {"orderflow_queue_claims_total": claims, "orderflow_queue_tasks_claimed_total": tasks}.get(name)
+        if into is not None:
+            into[label["kind"]] = into.get(label["kind"], 0) + value
     return {kind: {"claims": int(n), "tasks_per_claim": round(tasks.get(kind, 0) / n, 2)}
             for kind, n in sorted(claims.items()) if n} or None
 batches = claim_batches()

@@ -76,35 +76,24 @@ mod tests {
 
     const COOLDOWN: Duration = Duration::from_millis(10);
 
-    /// Claims of `batch` tasks every `every` for `claims` claims, from `start`; returns the
-    /// last claim's time and the next claim time it was given.
-    fn steady(
-        pacing: &mut ClaimPacing,
-        start: Instant,
-        every: Duration,
-        batch: usize,
-        claims: u32,
-    ) -> (Instant, Instant) {
-        let mut at = start;
+    /// A pacing with `cooldown` that has seen a claim of `batch` tasks every 5 ms for five
+    /// seconds; returns it with the last claim's time and the next claim time it was given.
+    fn steady(cooldown: Duration, batch: usize) -> (ClaimPacing, Instant, Instant) {
+        let mut pacing = ClaimPacing::new(cooldown);
+        let start = Instant::now();
+        let mut last = start;
         let mut next = start;
-        for i in 0..claims {
-            at = start + every * i;
-            next = pacing.claimed(at, batch, false);
+        for i in 0..1000 {
+            last = start + Duration::from_millis(5) * i;
+            next = pacing.claimed(last, batch, false);
         }
-        (at, next)
+        (pacing, last, next)
     }
 
     #[test]
     fn a_quiet_kind_claims_at_once() {
-        let mut pacing = ClaimPacing::new(COOLDOWN);
-        // 200 tasks/s, one per claim: a 10 ms cooldown would gather 2, fewer than worth it.
-        let (last, next) = steady(
-            &mut pacing,
-            Instant::now(),
-            Duration::from_millis(5),
-            1,
-            1000,
-        );
+        // 200 tasks/s: a 10 ms cooldown would gather 2, fewer than worth waiting for.
+        let (pacing, last, next) = steady(COOLDOWN, 1);
         assert!(
             (pacing.rate() - 200.0).abs() < 10.0,
             "rate {}",
@@ -115,15 +104,8 @@ mod tests {
 
     #[test]
     fn a_busy_kind_waits_out_the_cooldown_between_claims() {
-        let mut pacing = ClaimPacing::new(COOLDOWN);
         // 600 tasks/s: a cooldown gathers 6.
-        let (last, next) = steady(
-            &mut pacing,
-            Instant::now(),
-            Duration::from_millis(5),
-            3,
-            1000,
-        );
+        let (pacing, last, next) = steady(COOLDOWN, 3);
         assert!(
             (pacing.rate() - 600.0).abs() < 20.0,
             "rate {}",
@@ -134,42 +116,21 @@ mod tests {
 
     #[test]
     fn a_full_claim_is_followed_at_once_even_when_busy() {
-        let mut pacing = ClaimPacing::new(COOLDOWN);
-        let (last, _) = steady(
-            &mut pacing,
-            Instant::now(),
-            Duration::from_millis(5),
-            3,
-            1000,
-        );
+        let (mut pacing, last, _) = steady(COOLDOWN, 3);
         let at = last + Duration::from_millis(5);
         assert_eq!(pacing.claimed(at, 16, true), at);
     }
 
     #[test]
     fn a_kind_that_went_quiet_claims_at_once_again() {
-        let mut pacing = ClaimPacing::new(COOLDOWN);
-        let (last, _) = steady(
-            &mut pacing,
-            Instant::now(),
-            Duration::from_millis(5),
-            3,
-            1000,
-        );
+        let (mut pacing, last, _) = steady(COOLDOWN, 3);
         let after_a_pause = last + Duration::from_secs(2);
         assert_eq!(pacing.claimed(after_a_pause, 1, false), after_a_pause);
     }
 
     #[test]
     fn no_cooldown_never_waits() {
-        let mut pacing = ClaimPacing::new(Duration::ZERO);
-        let (last, next) = steady(
-            &mut pacing,
-            Instant::now(),
-            Duration::from_millis(1),
-            10,
-            1000,
-        );
+        let (_, last, next) = steady(Duration::ZERO, 10);
         assert_eq!(next, last);
     }
 }

@@ -138,10 +138,10 @@ pub struct WorkerOptions {
     /// How long in-flight tasks may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,
     /// The least time between two claims of a busy kind: one whose tasks arrive fast
-    /// enough to gather a batch of [`MIN_PACED_BATCH`](crate::MIN_PACED_BATCH) within it. Its wake-ups within the
-    /// cooldown are then served by one claim (a batch) instead of one claim, transaction
-    /// and group each. A quiet kind claims at once on each wake-up, and a full claim is
-    /// followed as soon as a slot frees up; zero turns pacing off.
+    /// enough to gather a batch of [`MIN_PACED_BATCH`](crate::MIN_PACED_BATCH) within it.
+    /// Its wake-ups within the cooldown are then served by one claim (a batch) instead of
+    /// one claim, transaction and group each. A quiet kind claims at once on each wake-up,
+    /// and a full claim is followed as soon as a slot frees up; zero turns pacing off.
     pub claim_cooldown: Duration,
     /// How long completed tasks of the kind are kept before the worker deletes them (on
     /// its poll ticks, a batch at a time); `None` keeps them forever.
