@@ -169,9 +169,7 @@ async fn a_live_claim_is_not_handed_out_twice() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
     let config = kind("test.exclusive", 3);
-    for _ in 0..5 {
-        enqueue_one(&mut conn, &config).await;
-    }
+    enqueue_many(&mut conn, &config, 5).await;
     let first = claim_batch(&mut conn, config.kind, 3, Duration::from_secs(30))
         .await
         .unwrap_or_default();
@@ -613,11 +611,14 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
 struct Stamps(std::sync::Mutex<Vec<std::time::Instant>>);
 
 impl Stamps {
-    fn taken(&self) -> Vec<std::time::Instant> {
+    fn stamps(&self) -> std::sync::MutexGuard<'_, Vec<std::time::Instant>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    fn taken(&self) -> Vec<std::time::Instant> {
+        self.stamps().clone()
     }
 }
 
@@ -625,10 +626,7 @@ impl TaskHandler for Stamps {
     records_nothing!();
 
     async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(std::time::Instant::now());
+        self.stamps().push(std::time::Instant::now());
         Ok(())
     }
 }
@@ -760,10 +758,7 @@ async fn a_saturated_worker_stops_listening_until_a_claim_comes_back_short() {
     wait_for_listener_statement(&db, "LISTEN").await;
     let running = tokio::spawn(worker.run(shutdown.clone()));
     let mut conn = db.connect().await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        ids.push(enqueue_one(&mut conn, &config).await);
-    }
+    let ids = enqueue_many(&mut conn, &config, 5).await;
     handler.wait_started(2).await;
     wait_for_listener_statement(&db, "UNLISTEN").await;
 
