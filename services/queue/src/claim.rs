@@ -4,6 +4,7 @@ use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::task::ClaimedRow;
 use crate::{prepared_sql, ClaimedTask, DeadTask, NewTask, TaskError};
 
 /// The NOTIFY channel of a task kind.
@@ -98,7 +99,8 @@ pub async fn claim_batch(
     limit: i64,
     lease: Duration,
 ) -> diesel::QueryResult<Vec<ClaimedTask>> {
-    prepared_sql(
+    let sent = std::time::Instant::now();
+    let rows: Vec<ClaimedRow> = prepared_sql(
         "WITH due AS ( \
              SELECT id FROM tasks \
              WHERE kind = $1 AND state = 'waiting' AND run_at <= now() \
@@ -118,7 +120,11 @@ pub async fn claim_batch(
     .bind::<Int8, _>(limit)
     .bind::<Double, _>(lease.as_secs_f64())
     .load(conn)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.into_task(sent, lease))
+        .collect())
 }
 
 /// Makes up to `limit` running tasks of one kind whose lease expired (their worker died
@@ -153,39 +159,45 @@ pub async fn rescue_expired(
 }
 
 /// Completes the claimed tasks whose claims are still ours, in the caller's transaction,
-/// and returns their ids; the others (lease expired, re-claimed) are left alone. The rows
+/// and returns those claims, (task id, claim token); the others (lease expired,
+/// re-claimed) are left alone. A claim is its pair: a stale attempt and a fresh one of the
+/// same task may be in one group, and only the fresh one's token completes the task. The rows
 /// stay locked until the transaction ends, so a concurrent re-claim waits for it. The lease
 /// is read at `clock_timestamp()`, not the transaction's start: a lease that ran out while
 /// the transaction was open must not be honoured.
 pub(crate) async fn complete_claims(
     conn: &mut AsyncPgConnection,
     claims: &[(i64, uuid::Uuid)],
-) -> diesel::QueryResult<Vec<i64>> {
+) -> diesel::QueryResult<Vec<(i64, uuid::Uuid)>> {
     #[derive(QueryableByName)]
     struct Completed {
         #[diesel(sql_type = Int8)]
         id: i64,
+        #[diesel(sql_type = SqlUuid)]
+        token: uuid::Uuid,
     }
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
-    // A claim token is fresh per claim, so matching any of the group's tokens is matching
-    // each task's own; and only a running task has one (the table's CHECK), so the
-    // statement does not say `state = 'running'`. Said, it let the generic plan read the
-    // running tasks' partial index, which keeps an entry for every claim until vacuum,
-    // instead of the primary key: 145 million index entries read in a 60 s run at 200
-    // orders/s. Hand-written: diesel never keeps a query-builder `UPDATE` prepared, so
-    // this statement, one per group, was parsed and planned every time.
+    // Only a running task has a claim token (the table's CHECK), so the statement does not
+    // say `state = 'running'`: said, it let the generic plan read the running tasks'
+    // partial index, which keeps an entry for every claim until vacuum, instead of the
+    // primary key. Hand-written, so that it stays prepared (diesel never keeps a
+    // query-builder `UPDATE` prepared).
     let completed: Vec<Completed> = prepared_sql(
-        "UPDATE tasks SET state = 'completed', completed_at = now(), updated_at = now(), \
+        "UPDATE tasks AS t SET state = 'completed', completed_at = now(), updated_at = now(), \
              claim_token = NULL, lease_expires_at = NULL \
-         WHERE id = ANY($1) AND claim_token = ANY($2) \
-           AND lease_expires_at > clock_timestamp() \
-         RETURNING id",
+         FROM unnest($1::bigint[], $2::uuid[]) AS claim(id, token) \
+         WHERE t.id = claim.id AND t.claim_token = claim.token \
+           AND t.lease_expires_at > clock_timestamp() \
+         RETURNING t.id, claim.token",
     )
     .bind::<Array<Int8>, _>(ids)
     .bind::<Array<SqlUuid>, _>(tokens)
     .load(conn)
     .await?;
-    Ok(completed.into_iter().map(|row| row.id).collect())
+    Ok(completed
+        .into_iter()
+        .map(|row| (row.id, row.token))
+        .collect())
 }
 
 /// What happened to a task whose attempt failed.
@@ -269,6 +281,7 @@ pub async fn extend_lease(
     task: &ClaimedTask,
     lease: Duration,
 ) -> diesel::QueryResult<bool> {
+    let sent = std::time::Instant::now();
     let updated = prepared_sql(
         "UPDATE tasks SET lease_expires_at = clock_timestamp() + make_interval(secs => $1) \
          WHERE id = $2 AND claim_token = $3 AND state = 'running' \
@@ -279,6 +292,9 @@ pub async fn extend_lease(
     .bind::<SqlUuid, _>(task.claim_token)
     .execute(conn)
     .await?;
+    if updated == 1 {
+        task.lease.renew(sent + lease);
+    }
     Ok(updated == 1)
 }
 

@@ -65,6 +65,7 @@ mod pacing;
 mod phase;
 mod prepared;
 mod record;
+pub use record::record_as_group;
 mod schema;
 mod task;
 mod worker;
@@ -80,7 +81,7 @@ pub use error::TaskError;
 pub use listener::{Listener, Wakeup, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use pacing::MIN_PACED_BATCH;
 pub use prepared::{prepared_sql, PreparedSql};
-pub use task::{ClaimedTask, DeadTask, KindConfig, NewTask};
+pub use task::{ClaimedTask, DeadTask, KindConfig, LeaseClock, NewTask};
 pub use worker::{
     record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions,
     DEFAULT_CLAIM_COOLDOWN, DEFAULT_COMPLETED_RETENTION,

@@ -206,6 +206,27 @@ fn finish<H: TaskHandler>(
     let _ = reply.send(result);
 }
 
+/// Records attempts that were performed outside a [`crate::Worker`] as one group, the way
+/// a worker's group recorder does: one transaction, each task completed only under its own
+/// claim, then the live ones' effects ([`TaskHandler::record_group`]). One result per
+/// attempt, in order (tools and tests; see [`crate::run_once`]).
+pub async fn record_as_group<H: TaskHandler>(
+    pool: &Pool,
+    handler: &H,
+    attempts: Vec<(ClaimedTask, H::Outcome)>,
+) -> Result<Vec<Result<H::Recorded, TaskError>>, TaskError> {
+    let performed: Vec<Performed<H>> = attempts
+        .into_iter()
+        .map(|(task, outcome)| Performed {
+            task,
+            outcome,
+            span: tracing::Span::current(),
+            performed_at: Instant::now(),
+        })
+        .collect();
+    record_together(pool, handler, &performed).await
+}
+
 /// Records one attempt in its own transaction, then runs the handler's `committed` hook.
 pub(crate) async fn record_alone<H: TaskHandler>(
     pool: &Pool,
@@ -260,10 +281,14 @@ async fn record_together<H: TaskHandler>(
         .collect();
     let mut conn = pool.get().await?;
     conn.transaction(async |conn| {
-        let completed: HashSet<i64> = complete_claims(conn, &claims).await?.into_iter().collect();
+        let completed: HashSet<(i64, uuid::Uuid)> =
+            complete_claims(conn, &claims).await?.into_iter().collect();
+        let live_claim = |attempt: &Performed<H>| {
+            completed.contains(&(attempt.task.id, attempt.task.claim_token))
+        };
         let live: Vec<Recording<'_, H::Outcome>> = attempts
             .iter()
-            .filter(|attempt| completed.contains(&attempt.task.id))
+            .filter(|attempt| live_claim(attempt))
             .map(|attempt| Recording {
                 task: &attempt.task,
                 outcome: &attempt.outcome,
@@ -274,7 +299,7 @@ async fn record_together<H: TaskHandler>(
         Ok(attempts
             .iter()
             .map(|attempt| {
-                if completed.contains(&attempt.task.id) {
+                if live_claim(attempt) {
                     recorded.next().ok_or(TaskError::ClaimLost)
                 } else {
                     Err(TaskError::ClaimLost)

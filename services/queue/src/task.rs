@@ -1,4 +1,5 @@
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
@@ -85,10 +86,61 @@ impl NewTask {
     }
 }
 
+/// When this process's claim on a task runs out, by its own monotonic clock: the time a
+/// claim or a heartbeat was sent, plus the lease. The database started the lease later
+/// than that, so this errs early, never late. Shared by the attempt and its heartbeat.
+#[derive(Debug, Clone)]
+pub struct LeaseClock(Arc<Mutex<Instant>>);
+
+impl LeaseClock {
+    pub fn until(deadline: Instant) -> Self {
+        Self(Arc::new(Mutex::new(deadline)))
+    }
+
+    /// The lease was extended: it now runs out at `deadline`.
+    pub(crate) fn renew(&self, deadline: Instant) {
+        let mut current = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = (*current).max(deadline);
+    }
+
+    fn remaining(&self) -> Duration {
+        let deadline = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        deadline.saturating_duration_since(Instant::now())
+    }
+}
+
 /// A task this worker holds under a lease. Only the holder of the current claim token
 /// can complete or fail it.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone)]
 pub struct ClaimedTask {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// 1 on the first run.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub claim_token: Uuid,
+    pub lease_expires_at: DateTime<Utc>,
+    /// When the task became due: enqueued (the start of the enqueueing transaction), or
+    /// the end of a retry's backoff.
+    pub run_at: DateTime<Utc>,
+    /// When this claim took it, by the same (the database's) clock as `run_at`.
+    pub claimed_at: DateTime<Utc>,
+    /// The request or task that caused this one.
+    pub correlation_id: Option<String>,
+    /// When the claim runs out unless the heartbeat extends it.
+    pub lease: LeaseClock,
+}
+
+/// A claimed task as the claim statement returns it.
+#[derive(QueryableByName)]
+pub(crate) struct ClaimedRow {
     #[diesel(sql_type = Int8)]
     pub id: i64,
     #[diesel(sql_type = Text)]
@@ -116,15 +168,46 @@ pub struct ClaimedTask {
     pub correlation_id: Option<String>,
 }
 
+impl ClaimedRow {
+    /// The task, its claim running out `lease` after `sent` (when the claim was sent).
+    pub(crate) fn into_task(self, sent: Instant, lease: Duration) -> ClaimedTask {
+        ClaimedTask {
+            id: self.id,
+            kind: self.kind,
+            payload: self.payload,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            claim_token: self.claim_token,
+            lease_expires_at: self.lease_expires_at,
+            run_at: self.run_at,
+            claimed_at: self.claimed_at,
+            correlation_id: self.correlation_id,
+            lease: LeaseClock::until(sent + lease),
+        }
+    }
+}
+
 impl ClaimedTask {
+    /// Fails with [`TaskError::ClaimLost`] unless the claim will still be ours for at
+    /// least `margin`. Call it right before an outside call that must not be made twice
+    /// at once (a charge): past its lease, another worker may be making the same call.
+    pub fn ensure_lease(&self, margin: Duration) -> Result<(), TaskError> {
+        if self.lease.remaining() > margin {
+            Ok(())
+        } else {
+            Err(TaskError::ClaimLost)
+        }
+    }
+
     /// Marks the task completed, fenced by the claim token and the lease, in the caller's
     /// transaction. A [`crate::Worker`] does this itself when it records an attempt; this is
     /// for code that holds a claim outside a worker. It locks the task row, so a concurrent
     /// re-claim waits, and it fails with [`TaskError::ClaimLost`] when the claim is no
     /// longer ours.
     pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<(), TaskError> {
-        let completed = crate::claim::complete_claims(conn, &[(self.id, self.claim_token)]).await?;
-        if completed == [self.id] {
+        let claim = (self.id, self.claim_token);
+        let completed = crate::claim::complete_claims(conn, &[claim]).await?;
+        if completed == [claim] {
             Ok(())
         } else {
             Err(TaskError::ClaimLost)

@@ -1736,3 +1736,78 @@ async fn pooled_sessions_do_not_jit_compile_a_scan_they_cannot_avoid() {
         assert!(plain_plan.contains("JIT"), "{plain_plan}");
     }
 }
+
+/// Records which claims' effects it wrote.
+#[derive(Default)]
+struct RecordsClaims(std::sync::Mutex<Vec<(i64, uuid::Uuid)>>);
+
+impl TaskHandler for RecordsClaims {
+    type Outcome = ();
+    type Recorded = ();
+
+    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<(), TaskError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((task.id, task.claim_token));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_one_group_a_stale_attempt_of_a_task_records_nothing_beside_its_fresh_one() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2);
+    let mut conn = db.connect().await;
+    let config = kind("test.group_fence", 3);
+    let id = enqueue_one(&mut conn, &config).await;
+
+    // The first claim runs out and the task is claimed again: two attempts of one task,
+    // both finishing in the same worker, end up in one group.
+    let stale = claim_batch(&mut conn, config.kind, 1, Duration::ZERO)
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        rescue_expired(&mut conn, config.kind, 10).await.ok(),
+        Some(1)
+    );
+    let fresh = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!((stale.len(), fresh.len()), (1, 1));
+    assert_eq!(stale[0].id, fresh[0].id);
+
+    let handler = RecordsClaims::default();
+    let results = orderflow_queue::record_as_group(
+        &pool,
+        &handler,
+        vec![(stale[0].clone(), ()), (fresh[0].clone(), ())],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(results[0], Err(TaskError::ClaimLost)),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok(), "{results:?}");
+    let recorded = handler
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    assert_eq!(
+        recorded,
+        [(id, fresh[0].claim_token)],
+        "only the live claim's effects are written"
+    );
+    assert_eq!(task_row(&mut conn, id).await.state, "completed");
+}
