@@ -169,10 +169,15 @@ export default function (data) {
     return;
   }
   const id = placed.json('id');
+  // The order opens with the token its 202 carried, as a shopper's browser would use it.
+  const asCustomer = {
+    headers: { Authorization: `Bearer ${placed.json('access_token')}` },
+    tags: { name: 'get_order' },
+  };
   const started = Date.now();
   while ((Date.now() - started) / 1000 < TERMINAL_TIMEOUT_S) {
     sleep(0.05);
-    const current = http.get(`${BASE_URL}/orders/${id}`, { tags: { name: 'get_order' } });
+    const current = http.get(`${BASE_URL}/orders/${id}`, asCustomer);
     if (current.status !== 200) {
       continue;
     }

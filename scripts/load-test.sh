@@ -72,6 +72,8 @@ fi
 
 api_port="${LOAD_API_PORT:-18090}"
 export API_ADDR="127.0.0.1:$api_port" MAIL_DIR="$out/mail" LOG_FORMAT=json RUST_LOG="${RUST_LOG:-warn}" MIGRATE_ON_START=false
+# k6 is one client: the per-client order limit is switched off, explicitly.
+export ORDER_RATE_LIMIT=0
 pids=()
 stop_services() {
     if [ "${#pids[@]}" -gt 0 ]; then

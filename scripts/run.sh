@@ -14,7 +14,12 @@ cd "$ROOT"
 : "${MAIL_DIR:=$ROOT/.data/mail}"
 : "${PROFILE:=release}"
 : "${DEMO_ORDERS:=200}"
-export API_ADDR MAIL_DIR
+# The e-mails link to the orders here.
+: "${PUBLIC_URL:=http://$API_ADDR}"
+# The demo burst places all its orders from this host: the per-client limit (30 a minute
+# by default) is off unless set.
+: "${ORDER_RATE_LIMIT:=0}"
+export API_ADDR MAIL_DIR PUBLIC_URL ORDER_RATE_LIMIT
 
 ensure_rust
 command -v curl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq curl >/dev/null; } \

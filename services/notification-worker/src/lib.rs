@@ -1,15 +1,16 @@
 //! Sends the order e-mails. The message is sent with no transaction open and recorded in
 //! the transaction that completes the task; a crash in between resends the same message
-//! (same Message-ID), which is the at-least-once half of the guarantee.
+//! (same Message-ID), which is the at-least-once half of the guarantee. An e-mail that can
+//! never be delivered (refused for good) does not fail the task: the failure is recorded on
+//! the order's timeline and the order still reaches its terminal status.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use lettre::message::Mailbox;
 use orderflow::db::Pool;
 use orderflow::email::OrderMail;
-use orderflow::email::{self, MailError, Mailer};
+use orderflow::email::{self, Letterhead, MailError, Mailer};
 use orderflow::lifecycle;
-use orderflow::lifecycle::SentEmail;
+use orderflow::lifecycle::{SentEmail, UndeliverableEmail};
 use orderflow::lookup::{BatchedLookup, LookupMany};
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
@@ -21,27 +22,27 @@ use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
 
-pub fn register(runtime: &mut WorkerRuntime, mailer: Mailer, from: Mailbox) {
+pub fn register(runtime: &mut WorkerRuntime, mailer: Mailer, letterhead: Letterhead) {
     let pool = runtime.pool.clone();
     runtime.spawn(
         TaskKind::NotificationSend,
-        SendNotification::new(pool, mailer, from),
+        SendNotification::new(pool, mailer, letterhead),
     );
 }
 
 pub struct SendNotification {
     orders: BatchedLookup<OrdersToNotify>,
     mailer: Mailer,
-    from: Mailbox,
+    letterhead: Letterhead,
 }
 
 impl SendNotification {
     /// Starts the handler's order reads (a task of their own): call it on a runtime.
-    pub fn new(pool: Pool, mailer: Mailer, from: Mailbox) -> Self {
+    pub fn new(pool: Pool, mailer: Mailer, letterhead: Letterhead) -> Self {
         Self {
             orders: BatchedLookup::start(pool, OrdersToNotify),
             mailer,
-            from,
+            letterhead,
         }
     }
 }
@@ -63,13 +64,15 @@ impl LookupMany for OrdersToNotify {
     }
 }
 
-/// A sent (or earlier sent) e-mail, to be recorded.
+/// An e-mail attempt to be recorded: sent (now or earlier), or refused for good.
 pub struct Sent {
     order_id: Uuid,
     notification: NotificationKind,
     message_id: String,
     recipient: String,
     order_created_at: DateTime<Utc>,
+    /// Why the e-mail can never be delivered; `None` when it was sent.
+    undeliverable: Option<String>,
 }
 
 impl TaskHandler for SendNotification {
@@ -91,10 +94,17 @@ impl TaskHandler for SendNotification {
             )));
         };
         let message_id = email::message_id(order_id, notification);
+        let mut undeliverable = None;
         if !already_sent {
-            let message = email::compose(&self.from, &order, notification).map_err(mail_error)?;
-            self.mailer.send(message).await.map_err(mail_error)?;
-            tracing::info!(%message_id, "e-mail sent");
+            let sent = match email::compose(&self.letterhead, &order, notification) {
+                Ok(message) => self.mailer.send(message).await,
+                Err(error) => Err(error),
+            };
+            match sent {
+                Ok(()) => tracing::info!(%message_id, "e-mail sent"),
+                Err(MailError::Permanent(error)) => undeliverable = Some(error),
+                Err(error @ MailError::Transient(_)) => return Err(TaskError::retryable(error)),
+            }
         }
         Ok(Sent {
             order_id,
@@ -102,6 +112,7 @@ impl TaskHandler for SendNotification {
             message_id,
             recipient: order.customer.email,
             order_created_at: order.created_at,
+            undeliverable,
         })
     }
 
@@ -121,16 +132,45 @@ impl TaskHandler for SendNotification {
         conn: &mut AsyncPgConnection,
         group: &[Recording<'_, Sent>],
     ) -> Result<Vec<lifecycle::Recorded>, TaskError> {
-        let emails: Vec<SentEmail<'_>> = group
+        let (failed, sent): (Vec<&Sent>, Vec<&Sent>) = group
             .iter()
-            .map(|attempt| SentEmail {
-                order_id: attempt.outcome.order_id,
-                kind: attempt.outcome.notification,
-                message_id: &attempt.outcome.message_id,
-                recipient: &attempt.outcome.recipient,
+            .map(|attempt| attempt.outcome)
+            .partition(|outcome| outcome.undeliverable.is_some());
+        let emails: Vec<SentEmail<'_>> = sent
+            .iter()
+            .map(|sent| SentEmail {
+                order_id: sent.order_id,
+                kind: sent.notification,
+                message_id: &sent.message_id,
+                recipient: &sent.recipient,
             })
             .collect();
-        Ok(lifecycle::record_emails_sent(conn, &emails).await?)
+        let failures: Vec<UndeliverableEmail<'_>> = failed
+            .iter()
+            .map(|failed| UndeliverableEmail {
+                order_id: failed.order_id,
+                kind: failed.notification,
+                error: failed.undeliverable.as_deref().unwrap_or_default(),
+            })
+            .collect();
+        let mut recorded_sent = lifecycle::record_emails_sent(conn, &emails)
+            .await?
+            .into_iter();
+        let mut recorded_failed = lifecycle::record_emails_undeliverable(conn, &failures)
+            .await?
+            .into_iter();
+        // Back in the group's order.
+        group
+            .iter()
+            .map(|attempt| {
+                let recorded = if attempt.outcome.undeliverable.is_some() {
+                    recorded_failed.next()
+                } else {
+                    recorded_sent.next()
+                };
+                recorded.ok_or_else(|| TaskError::permanent("an e-mail result is missing"))
+            })
+            .collect()
     }
 
     /// Counts the order as finished once its last step has committed.
@@ -157,12 +197,5 @@ impl TaskHandler for SendNotification {
 
     fn span(&self, task: &ClaimedTask) -> tracing::Span {
         tasks::order_span(task)
-    }
-}
-
-fn mail_error(error: MailError) -> TaskError {
-    match error {
-        MailError::Transient(_) => TaskError::retryable(error),
-        MailError::Permanent(_) => TaskError::permanent(error),
     }
 }

@@ -19,7 +19,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         &WorkerConfig::from_env()?,
         notification_worker::KINDS,
     );
-    notification_worker::register(&mut runtime, mailer, mail.from);
+    notification_worker::register(&mut runtime, mailer, mail.letterhead());
     runtime.run().await;
     Ok(())
 }

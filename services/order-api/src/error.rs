@@ -22,6 +22,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     Unauthorized,
     AdminDisabled,
+    RateLimited,
+    RequestTimeout,
     Unavailable,
     Internal,
 }
@@ -41,6 +43,8 @@ impl ErrorCode {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -53,6 +57,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -61,7 +67,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, whole seconds, at least one).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -119,7 +132,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.max(1)));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
@@ -140,10 +158,14 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
             | Error::BrokenTransactionManager => Self::unavailable(error),
-            // The server ending sessions or not accepting them yet (SQLSTATE class 57P).
+            // The server ending sessions or not accepting them yet (SQLSTATE class 57P), or
+            // the session's statement or lock timeout (57014, 55P03): the database is too
+            // slow or too busy to answer this request now.
             Error::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if info.message().contains("connection")
-                    || info.message().starts_with("the database system is") =>
+                    || info.message().starts_with("the database system is")
+                    || info.message().starts_with("canceling statement due to")
+                    || info.message().starts_with("could not obtain lock") =>
             {
                 Self::unavailable(error)
             }
@@ -169,6 +191,14 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
             ),
             JsonPayloadError::Payload(PayloadError::Overflow) => {
                 Self::new(ErrorCode::PayloadTooLarge, "the body is too large")
+            }
+            JsonPayloadError::Payload(PayloadError::Io(error))
+                if error.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                Self::new(
+                    ErrorCode::RequestTimeout,
+                    "the request body did not arrive in time",
+                )
             }
             JsonPayloadError::ContentType => Self::new(
                 ErrorCode::UnsupportedMediaType,

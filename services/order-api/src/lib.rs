@@ -1,10 +1,12 @@
 //! The order API: HTTP in, orders and their first task out, in one transaction.
 
+mod body_deadline;
 pub mod error;
 pub mod healthcheck;
 mod metrics;
 pub mod openapi;
 pub mod operator;
+mod rate_limit;
 mod request_context;
 mod routes;
 pub mod startup;

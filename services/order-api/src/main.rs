@@ -135,10 +135,7 @@ async fn serve() -> Result<(), AnyError> {
             }
         }
     }
-    let pool = orderflow::db::pool(
-        &database,
-        database.pool_size_or(orderflow::db::DEFAULT_POOL_SIZE),
-    );
+    let pool = order_api::startup::api_pool(&database, &api);
     let app = order_api::startup::build(&api, pool)?;
     tracing::info!(addr = %app.addr, admin = api.admin_token.is_some(), "order API listening");
     app.server.await?;

@@ -42,6 +42,11 @@ impl Modify for AdminToken {
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The `access_token` of the order's 202.
+        components.add_security_scheme(
+            "order_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -92,19 +97,36 @@ pub struct RetriedTask {
     pub state: String,
 }
 
-/// An interactive reference for the API, rendered by Scalar from `/openapi.json`.
+/// An interactive reference for the API, rendered by Swagger UI (vendored, see
+/// `assets/swagger-ui/README.md`) from `/openapi.json`.
 pub const DOCS_PAGE: &str = r#"<!doctype html>
-<html>
+<html lang="en">
   <head>
     <title>Orderflow API</title>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <link rel="stylesheet" href="/docs/swagger-ui.css" />
   </head>
   <body>
-    <script id="api-reference" data-url="/openapi.json"></script>
-    <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference@1"></script>
+    <div id="reference" data-url="/openapi.json"></div>
+    <script src="/docs/swagger-ui-bundle.js"></script>
+    <script src="/docs/init.js"></script>
   </body>
 </html>
+"#;
+
+/// Starts Swagger UI on the page's `#reference` element: a file rather than an inline
+/// script, so that the page's Content-Security-Policy can forbid inline scripts. The
+/// validator badge (which would call validator.swagger.io) is off.
+pub const DOCS_INIT_JS: &str = r#"window.addEventListener("DOMContentLoaded", function () {
+  var target = document.getElementById("reference");
+  window.ui = SwaggerUIBundle({
+    url: target.dataset.url,
+    domNode: target,
+    validatorUrl: null,
+    deepLinking: true
+  });
+});
 "#;
 
 /// The methods the document lists for a concrete request path (`/orders/0192...` matches

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
+use orderflow::status::EventType;
 use orderflow::views;
 use orderflow_queue::admin;
 use uuid::Uuid;
@@ -168,10 +169,12 @@ pub async fn timeline(
             out.flush()?;
         }
         shown = order.events.len();
-        let finished = order
-            .events
-            .iter()
-            .any(|e| e.event_type == "fulfilled" || e.event_type == "notified");
+        let finished = order.events.iter().any(|e| {
+            matches!(
+                EventType::parse(&e.event_type),
+                Some(EventType::Fulfilled | EventType::Notified | EventType::NotificationFailed)
+            )
+        });
         if !follow || finished {
             return Ok(());
         }

@@ -6,13 +6,14 @@ use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
-use orderflow::config::ApiConfig;
-use orderflow::db::Pool;
+use orderflow::config::{ApiConfig, DatabaseConfig};
+use orderflow::db::{Pool, SessionLimits};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
+use crate::body_deadline::{body_deadline, BodyTimeout};
 use crate::error::{ApiError, ErrorCode};
-use crate::openapi::{ApiDoc, DOCS_PAGE};
+use crate::openapi::{ApiDoc, DOCS_INIT_JS, DOCS_PAGE};
 use crate::request_context::request_context;
 use crate::routes::{admin, health, orders, products};
 use crate::state::AppState;
@@ -20,9 +21,32 @@ use crate::state::AppState;
 /// Bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What every response says unless it says otherwise: nothing here may be framed, and a
+/// response loads nothing (the documentation page sets a policy of its own).
+const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The documentation page's policy: its scripts, styles and the document from this host
+/// only. Swagger UI sets element styles, hence `'unsafe-inline'` for styles (not scripts).
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
 pub struct Application {
     pub server: Server,
     pub addr: SocketAddr,
+}
+
+/// The API's pool: every session bounds its statements and lock waits, so a request ends
+/// with a 503 when the database stalls instead of hanging.
+pub fn api_pool(database: &DatabaseConfig, api: &ApiConfig) -> Pool {
+    orderflow::db::pool_with_limits(
+        database,
+        database.pool_size_or(orderflow::db::DEFAULT_POOL_SIZE),
+        Some(SessionLimits {
+            statement_timeout: api.statement_timeout,
+            lock_timeout: api.lock_timeout,
+        }),
+    )
 }
 
 /// Binds `config.addr` (port 0 picks a free port) and builds the server; await
@@ -37,7 +61,14 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
         pool,
         admin_token: config.admin_token.clone(),
         metrics,
+        backlog_gauges: orderflow::metrics::BacklogGauges::every(config.queue_gauges_every),
+        order_limiter: crate::rate_limit::RateLimiter::per_minute(config.order_rate_limit),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
+    let body_timeout = web::Data::new(BodyTimeout(config.body_timeout));
+    let workers = config.workers.max(1);
+    // actix counts connections per worker thread.
+    let connections_per_worker = config.max_connections.div_ceil(workers).max(1);
     let cors_origins = config.cors_origins.clone();
     let server = HttpServer::new(move || {
         let (app, openapi) = App::new()
@@ -60,6 +91,7 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .split_for_parts();
         let openapi = web::Data::new(openapi);
         app.app_data(state.clone())
+            .app_data(body_timeout.clone())
             .app_data(openapi)
             .app_data(
                 web::JsonConfig::default()
@@ -71,11 +103,22 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             }))
             .route("/openapi.json", web::get().to(openapi_json))
             .route("/docs", web::get().to(docs))
+            .route("/docs/init.js", web::get().to(docs_init))
+            .route("/docs/swagger-ui-bundle.js", web::get().to(docs_bundle))
+            .route("/docs/swagger-ui.css", web::get().to(docs_css))
             .default_service(web::to(unknown_route))
+            .wrap(middleware::from_fn(body_deadline))
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add((header::CONTENT_SECURITY_POLICY, DEFAULT_CSP))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+            )
             .wrap(middleware::from_fn(request_context))
             // Outermost: a preflight is answered before anything else runs.
             .wrap(cors(&cors_origins))
     })
+    .workers(workers)
+    .max_connections(connections_per_worker)
     .listen(listener)?
     .shutdown_timeout(10)
     .run();
@@ -119,7 +162,34 @@ async fn openapi_json(openapi: web::Data<utoipa::openapi::OpenApi>) -> HttpRespo
 async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
         .body(DOCS_PAGE)
+}
+
+async fn docs_init() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", DOCS_INIT_JS.as_bytes())
+}
+
+async fn docs_bundle() -> HttpResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
+    )
+}
+
+async fn docs_css() -> HttpResponse {
+    asset(
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/swagger-ui/swagger-ui.css"),
+    )
+}
+
+/// An embedded file; it changes only with the binary, so a browser may keep it a day.
+fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(body)
 }
 
 /// No route matched: a documented path with another method is a 405 naming the methods

@@ -80,6 +80,10 @@ fn default_message(
 /// ([`storable`]).
 pub fn not_blank(value: &str) -> Result<(), validator::ValidationError> {
     storable(value)?;
+    if value.chars().any(char::is_control) {
+        return Err(validator::ValidationError::new("control_character")
+            .with_message("must not contain control characters (line breaks, tabs)".into()));
+    }
     if value.trim().is_empty() {
         Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
     } else {
@@ -96,4 +100,16 @@ pub fn storable(value: &str) -> Result<(), validator::ValidationError> {
     } else {
         Ok(())
     }
+}
+
+/// An e-mail address the mailer can send to: the domain's one parser
+/// (`orderflow::email::CustomerEmail`), so the API accepts exactly what can be mailed.
+pub fn deliverable_email(value: &str) -> Result<(), validator::ValidationError> {
+    storable(value)?;
+    orderflow::email::CustomerEmail::parse(value)
+        .map(drop)
+        .map_err(|error| {
+            validator::ValidationError::new("email")
+                .with_message(format!("must be an e-mail address: {error}").into())
+        })
 }

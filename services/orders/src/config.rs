@@ -126,10 +126,49 @@ pub struct ApiConfig {
     /// `CORS_ORIGINS`: browser origins allowed to call the API; none by default.
     pub cors_origins: Vec<String>,
     pub migrate_on_start: bool,
+    /// `ORDER_RATE_LIMIT`: orders a client may place per minute (`0`: no limit).
+    pub order_rate_limit: u32,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `API_MAX_CONNECTIONS`: open client connections at most, all workers together; more
+    /// wait in the listen backlog.
+    pub max_connections: usize,
+    /// `REQUEST_BODY_TIMEOUT_MS`: a request body must arrive within this, from the request's
+    /// start (408 otherwise), so a client trickling bytes cannot hold a connection.
+    pub body_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS` and `DB_LOCK_TIMEOUT_MS`: the API's database sessions give
+    /// up on a statement, or on a lock, after these (503), so every request ends.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    /// HTTP worker threads (one per core by default).
+    pub workers: usize,
+    /// The queue gauges of `/metrics` are read from the database at most this often.
+    pub queue_gauges_every: Duration,
+}
+
+impl Default for ApiConfig {
+    /// The defaults of [`ApiConfig::from_env`], with no admin token.
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
+            cors_origins: Vec::new(),
+            migrate_on_start: true,
+            order_rate_limit: 30,
+            trusted_proxies: Vec::new(),
+            max_connections: 1024,
+            body_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(3),
+            lock_timeout: Duration::from_secs(1),
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            queue_gauges_every: Duration::from_secs(1),
+        }
+    }
 }
 
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
         let admin_token: Option<String> = optional_var("ADMIN_TOKEN")?;
         if admin_token.as_ref().is_some_and(|token| token.len() < 16) {
             return Err(invalid("ADMIN_TOKEN", "must be at least 16 characters"));
@@ -141,11 +180,53 @@ impl ApiConfig {
             .filter(|origin| !origin.is_empty())
             .map(|origin| parse_origin(origin).map_err(|message| invalid("CORS_ORIGINS", message)))
             .collect::<Result<Vec<_>, _>>()?;
+        let order_rate_limit = var("ORDER_RATE_LIMIT", defaults.order_rate_limit)?;
+        if order_rate_limit > 1_000_000 {
+            return Err(invalid(
+                "ORDER_RATE_LIMIT",
+                "must be between 0 (no limit) and 1000000",
+            ));
+        }
+        let trusted_proxies: String = var("TRUSTED_PROXIES", String::new())?;
+        let trusted_proxies = trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|proxy| !proxy.is_empty())
+            .map(|proxy| {
+                proxy.parse().map_err(|_| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        format!("{proxy:?} is not an IP address (a comma-separated list)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_connections = var("API_MAX_CONNECTIONS", defaults.max_connections)?;
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(invalid(
+                "API_MAX_CONNECTIONS",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let millis = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let ms = var(name, default.as_millis() as u64)?;
+            if !(1..=600_000).contains(&ms) {
+                return Err(invalid(name, "must be between 1 and 600000"));
+            }
+            Ok(Duration::from_millis(ms))
+        };
         Ok(Self {
-            addr: var("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            addr: var("API_ADDR", defaults.addr)?,
             admin_token: admin_token.map(Secret),
             cors_origins,
             migrate_on_start: var("MIGRATE_ON_START", true)?,
+            order_rate_limit,
+            trusted_proxies,
+            max_connections,
+            body_timeout: millis("REQUEST_BODY_TIMEOUT_MS", defaults.body_timeout)?,
+            statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", defaults.statement_timeout)?,
+            lock_timeout: millis("DB_LOCK_TIMEOUT_MS", defaults.lock_timeout)?,
+            ..defaults
         })
     }
 }
@@ -179,9 +260,23 @@ pub struct MailConfig {
     /// Where `.eml` files go when there is no SMTP server.
     pub mail_dir: PathBuf,
     pub from: lettre::message::Mailbox,
+    /// `PUBLIC_URL`: the API's address as customers reach it; the e-mails link to the
+    /// order's page there. No trailing slash.
+    pub public_url: String,
 }
 
+/// Where the API listens by default, as a URL.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
 impl MailConfig {
+    /// Who the e-mails come from, and where their links point.
+    pub fn letterhead(&self) -> crate::email::Letterhead {
+        crate::email::Letterhead {
+            from: self.from.clone(),
+            public_url: self.public_url.clone(),
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let smtp_url: Option<String> = optional_var("SMTP_URL")?;
         if let Some(url) = &smtp_url {
@@ -189,7 +284,18 @@ impl MailConfig {
                 return Err(invalid("SMTP_URL", "must start with smtp:// or smtps://"));
             }
         }
+        let public_url: String = var("PUBLIC_URL", DEFAULT_PUBLIC_URL.to_string())?;
+        let public_url = public_url.trim_end_matches('/').to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+            || public_url.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "PUBLIC_URL",
+                "must be an http:// or https:// URL without spaces",
+            ));
+        }
         Ok(Self {
+            public_url,
             smtp_url: smtp_url.map(Secret),
             mail_dir: var("MAIL_DIR", PathBuf::from(".data/mail"))?,
             from: var(
@@ -272,11 +378,14 @@ impl WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PaymentConfig {
     pub latency: Duration,
     /// Fraction (0..=1) of gateway calls that fail transiently.
     pub transient_failure_rate: f64,
+    /// `PAYMENT_LOST_RESPONSE_RATE`: fraction (0..=1) of charges whose answer is lost after
+    /// the charge was made (the caller sees a transient error; the money was taken).
+    pub lost_response_rate: f64,
 }
 
 impl PaymentConfig {
@@ -288,9 +397,17 @@ impl PaymentConfig {
                 "must be between 0 and 1",
             ));
         }
+        let lost = var("PAYMENT_LOST_RESPONSE_RATE", 0.0f64)?;
+        if !(0.0..=1.0).contains(&lost) {
+            return Err(invalid(
+                "PAYMENT_LOST_RESPONSE_RATE",
+                "must be between 0 and 1",
+            ));
+        }
         Ok(Self {
             latency: Duration::from_millis(var("PAYMENT_LATENCY_MS", 0u64)?),
             transient_failure_rate: rate,
+            lost_response_rate: lost,
         })
     }
 }

@@ -27,11 +27,41 @@ impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for LogConnectio
 /// The API's pool size when `DB_POOL_SIZE` is unset.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 
+/// Bounds on what one statement of a session may cost in time: for a service that answers
+/// people (the API), so that a stalled database or a held lock ends a request with an
+/// error instead of holding it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `statement_timeout`: the longest one statement may run.
+    pub statement_timeout: std::time::Duration,
+    /// `lock_timeout`: the longest one statement may wait for a lock.
+    pub lock_timeout: std::time::Duration,
+}
+
+impl SessionLimits {
+    fn sql(&self) -> String {
+        format!(
+            "; SET statement_timeout = {}; SET lock_timeout = {}",
+            self.statement_timeout.as_millis().max(1),
+            self.lock_timeout.as_millis().max(1)
+        )
+    }
+}
+
 /// Builds a pool of `size` connections without connecting: the first use connects, so a
 /// service can start (and report not-ready) while the database is still coming up.
 pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
+    pool_with_limits(config, size, None)
+}
+
+/// As [`pool`], with every session's statements bounded by `limits`.
+pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<SessionLimits>) -> Pool {
+    let setup = format!(
+        "{SESSION_SETUP}{}",
+        limits.map(|limits| limits.sql()).unwrap_or_default()
+    );
     let mut manager_config = ManagerConfig::default();
-    manager_config.custom_setup = Box::new(|url| Box::pin(establish(url)));
+    manager_config.custom_setup = Box::new(move |url| Box::pin(establish(url, setup.clone())));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         config.url.expose(),
         manager_config,
@@ -81,10 +111,10 @@ pub fn pool(config: &DatabaseConfig, size: u32) -> Pool {
 const SESSION_SETUP: &str =
     "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off";
 
-/// Opens a pooled connection and applies [`SESSION_SETUP`].
-async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+/// Opens a pooled connection and applies `setup` ([`SESSION_SETUP`] and any limits).
+async fn establish(url: &str, setup: String) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute(SESSION_SETUP)
+    conn.batch_execute(&setup)
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)

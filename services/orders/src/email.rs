@@ -22,6 +22,8 @@ pub struct OrderMail {
     pub total_cents: i64,
     pub currency: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Opens the order's page; the e-mail links to it.
+    pub access_token: String,
 }
 
 macro_rules! text_header {
@@ -54,6 +56,55 @@ pub fn message_id(order_id: Uuid, kind: NotificationKind) -> String {
     format!("<{order_id}.{kind}@orderflow.example>")
 }
 
+/// A customer's e-mail address, as the API accepts it and the mailer sends to: one parser
+/// for both, so that an accepted order can always be given its e-mail. lettre's own
+/// address syntax, minus what a shop has no business mailing: IP-literal domains
+/// (`a@[127.0.0.1]`) and bare IP addresses, and anything over 254 characters (RFC 5321's
+/// limit on a forward path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerEmail(lettre::Address);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEmail {
+    #[error("must be at most 254 characters")]
+    TooLong,
+    #[error("is not an e-mail address ({0})")]
+    Syntax(String),
+    #[error("must name a mail domain, not an IP address")]
+    IpDomain,
+}
+
+impl CustomerEmail {
+    pub const MAX_LENGTH: usize = 254;
+
+    /// Parses an address as given (surrounding whitespace aside).
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
+        let raw = raw.trim();
+        if raw.len() > Self::MAX_LENGTH {
+            return Err(InvalidEmail::TooLong);
+        }
+        let address: lettre::Address =
+            raw.parse()
+                .map_err(|error: lettre::address::AddressError| {
+                    InvalidEmail::Syntax(error.to_string())
+                })?;
+        let domain = address.domain();
+        let literal = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']'));
+        if literal.is_some() || domain.parse::<std::net::IpAddr>().is_ok() {
+            return Err(InvalidEmail::IpDomain);
+        }
+        Ok(Self(address))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
+
+    pub fn into_address(self) -> lettre::Address {
+        self.0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     /// Connection refused, timeout, 4xx: try again later.
@@ -64,32 +115,54 @@ pub enum MailError {
     Permanent(String),
 }
 
+/// Who the e-mails come from, and where their links point.
+#[derive(Debug, Clone)]
+pub struct Letterhead {
+    pub from: Mailbox,
+    /// The API's public address (`PUBLIC_URL`), without a trailing slash.
+    pub public_url: String,
+}
+
+impl Letterhead {
+    /// The order's page, with the token that opens it.
+    pub fn order_link(&self, order: &OrderMail) -> String {
+        format!(
+            "{}/orders/{}?token={}",
+            self.public_url, order.order_id, order.access_token
+        )
+    }
+}
+
 pub fn compose(
-    from: &Mailbox,
+    letterhead: &Letterhead,
     order: &OrderMail,
     kind: NotificationKind,
 ) -> Result<Message, MailError> {
-    let to: Mailbox = format!(
-        "{} <{}>",
-        order.customer.name.replace(['<', '>', '"'], ""),
-        order.customer.email
-    )
-    .parse()
-    .or_else(|_| order.customer.email.parse())
-    .map_err(|error| MailError::Permanent(format!("recipient address: {error}")))?;
+    let address = CustomerEmail::parse(&order.customer.email)
+        .map_err(|error| MailError::Permanent(format!("recipient address: {error}")))?;
+    // A display name with control characters (line breaks) cannot be a header: lettre
+    // refuses to write it. The API refuses such names; older orders get spaces instead.
+    let name: String = order
+        .customer
+        .name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let to = Mailbox::new(Some(name), address.into_address());
     let (subject, body) = match kind {
         NotificationKind::OrderConfirmed => (
             format!("Your order {} is confirmed", order.order_id),
             format!(
-                "Hello {},\n\nthank you for your order. It is paid and on its way.\n\n{}",
+                "Hello {},\n\nthank you for your order. It is paid and on its way.\n\n{}\nYour order: {}\n",
                 order.customer.name,
-                order_lines(order)
+                order_lines(order),
+                letterhead.order_link(order)
             ),
         ),
         NotificationKind::OrderCancelled => (
             format!("Your order {} was cancelled", order.order_id),
             format!(
-                "Hello {},\n\nwe are sorry: your order was cancelled ({}). {}\n\n{}",
+                "Hello {},\n\nwe are sorry: your order was cancelled ({}). {}\n\n{}\nYour order: {}\n",
                 order.customer.name,
                 order
                     .cancel_reason
@@ -106,12 +179,13 @@ pub fn compose(
                 } else {
                     "You have not been charged."
                 },
-                order_lines(order)
+                order_lines(order),
+                letterhead.order_link(order)
             ),
         ),
     };
     Message::builder()
-        .from(from.clone())
+        .from(letterhead.from.clone())
         .to(to)
         .subject(subject)
         .message_id(Some(message_id(order.order_id, kind)))
@@ -197,4 +271,76 @@ pub fn header_value(message: &str, name: &str) -> Option<String> {
         .take_while(|line| !line.is_empty())
         .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
         .map(|line| line[prefix.len()..].trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_and_the_mailer_agree_on_addresses() {
+        for accepted in [
+            "ada@example.com",
+            "a.b+tag@mail.example.co.uk",
+            "x@localhost",
+        ] {
+            assert!(CustomerEmail::parse(accepted).is_ok(), "{accepted}");
+        }
+        for refused in [
+            "a@[127.0.0.1]",
+            "a@127.0.0.1",
+            "a@[::1]",
+            "not an address",
+            "@example.com",
+            "a@",
+        ] {
+            assert!(CustomerEmail::parse(refused).is_err(), "{refused}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(CustomerEmail::parse(&long), Err(InvalidEmail::TooLong));
+    }
+
+    #[test]
+    fn every_accepted_address_can_be_composed_whatever_the_name() {
+        let letterhead = Letterhead {
+            from: "Orderflow <orders@orderflow.example>"
+                .parse()
+                .expect("from"),
+            public_url: "http://shop.example".into(),
+        };
+        for name in [
+            "Ada",
+            "Ada \"The Countess\" <Lovelace>",
+            "Zoë, née Smith",
+            "a\r\nBcc: x@y.z",
+        ] {
+            let order = OrderMail {
+                order_id: Uuid::nil(),
+                customer: Customer {
+                    email: "ada@example.com".into(),
+                    name: name.into(),
+                },
+                cancel_reason: None,
+                refunded: false,
+                items: Vec::new(),
+                total_cents: 100,
+                currency: "USD".into(),
+                created_at: chrono::Utc::now(),
+                access_token: "t".into(),
+            };
+            let message = compose(&letterhead, &order, NotificationKind::OrderConfirmed)
+                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+            let text = String::from_utf8_lossy(&message.formatted()).to_string();
+            let head = text.split("\r\n\r\n").next().unwrap_or_default();
+            assert!(
+                !head.contains("\r\nBcc:"),
+                "{name:?} injected a header: {text}"
+            );
+            // Long lines are quoted-printable: undo its soft breaks and `=3D` before looking.
+            let decoded = text.replace("=\r\n", "").replace("=3D", "=");
+            assert!(decoded.contains(
+                "http://shop.example/orders/00000000-0000-0000-0000-000000000000?token=t"
+            ));
+        }
+    }
 }

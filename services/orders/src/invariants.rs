@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::email::header_value;
-use crate::schema::{order_items, orders, payments, products, sent_emails};
-use crate::status::NotificationKind;
+use crate::schema::{order_events, order_items, orders, payments, products, sent_emails};
+use crate::status::{EventType, NotificationKind};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -18,6 +18,8 @@ pub struct Report {
     pub cancelled: usize,
     pub emails_received: usize,
     pub duplicate_emails: usize,
+    /// Terminal orders whose e-mail was refused for good (on their timeline instead).
+    pub undeliverable_emails: usize,
     pub violations: Vec<String>,
 }
 
@@ -110,12 +112,21 @@ pub async fn check(
         }
     }
 
-    // 4. Every terminal order has its e-mail, recorded and (with SMTP) received.
+    // 4. Every terminal order has its e-mail, recorded and (with SMTP) received, or a
+    //    permanent delivery failure on its timeline.
     let sent: HashSet<(Uuid, String)> = sent_emails::table
         .select((sent_emails::order_id, sent_emails::kind))
         .load::<(Uuid, String)>(conn)
         .await?
         .into_iter()
+        .collect();
+    let undeliverable: HashSet<(Uuid, String)> = order_events::table
+        .filter(order_events::event_type.eq(EventType::NotificationFailed.as_str()))
+        .select((order_events::order_id, order_events::details))
+        .load::<(Uuid, serde_json::Value)>(conn)
+        .await?
+        .into_iter()
+        .filter_map(|(id, details)| Some((id, details["notification"].as_str()?.to_string())))
         .collect();
     let mut received_ids: HashMap<String, usize> = HashMap::new();
     if let Some(messages) = received {
@@ -134,6 +145,10 @@ pub async fn check(
             "cancelled" => NotificationKind::OrderCancelled,
             _ => continue,
         };
+        if undeliverable.contains(&(*id, kind.to_string())) {
+            report.undeliverable_emails += 1;
+            continue;
+        }
         expected_ids.insert(crate::email::message_id(*id, kind));
         if !sent.contains(&(*id, kind.to_string())) {
             report

@@ -3,6 +3,7 @@
 //!
 //! Start with [`lifecycle`]: every transition an order can take, in one file.
 
+pub mod access;
 pub mod catalog;
 pub mod config;
 pub mod db;

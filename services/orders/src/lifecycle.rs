@@ -10,6 +10,7 @@
 //!                    -> cancelled (out_of_stock), task payment.refund
 //! record_refund      -> payment refunded, task notification.send(order_cancelled)
 //! record_emails_sent -> fulfilled (order_confirmed) | notified (order_cancelled)
+//! record_emails_undeliverable -> the same, with a notification_failed event
 //! cancel_by_customer pending -> cancelled (customer_request), task notification.send(order_cancelled)
 //!                    paid    -> cancelled (customer_request), task payment.refund
 //! ```
@@ -660,6 +661,58 @@ pub async fn record_emails_sent(
         .collect())
 }
 
+/// An e-mail that can never be delivered (its address or the message refused for good),
+/// to record ([`record_emails_undeliverable`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UndeliverableEmail<'a> {
+    pub order_id: Uuid,
+    pub kind: NotificationKind,
+    pub error: &'a str,
+}
+
+/// Records e-mails that can never be delivered, set-wise in one statement: the failure
+/// goes on the order's timeline (`notification_failed`, with the error), where operators
+/// see it, and the order still reaches its terminal status: a reserved order waiting for
+/// its confirmation is fulfilled (with its `fulfilled` event), a cancelled one stays
+/// cancelled. An undeliverable address must not keep an order from finishing.
+pub async fn record_emails_undeliverable(
+    conn: &mut AsyncPgConnection,
+    failures: &[UndeliverableEmail<'_>],
+) -> QueryResult<Vec<Recorded>> {
+    if failures.is_empty() {
+        return Ok(Vec::new());
+    }
+    prepared_sql(
+        "WITH failed AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS f(order_id, kind, error)), \
+         fulfilled AS ( \
+             UPDATE orders SET status = $4, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM failed WHERE kind = $5)) AND status = $6 \
+             RETURNING id) \
+         INSERT INTO order_events (order_id, type, details) \
+         SELECT order_id, $7, jsonb_build_object('notification', kind, 'error', error) FROM failed \
+         UNION ALL \
+         SELECT id, $8, jsonb_build_object('notification', $5::text, 'delivered', false) \
+         FROM fulfilled",
+    )
+    .bind::<Array<SqlUuid>, _>(column(failures, |f| f.order_id))
+    .bind::<Array<Text>, _>(column(failures, |f| f.kind.as_str()))
+    .bind::<Array<Text>, _>(column(failures, |f| f.error))
+    .bind::<Text, _>(OrderStatus::Fulfilled.as_str())
+    .bind::<Text, _>(NotificationKind::OrderConfirmed.as_str())
+    .bind::<Text, _>(OrderStatus::Reserved.as_str())
+    .bind::<Text, _>(EventType::NotificationFailed.as_str())
+    .bind::<Text, _>(EventType::Fulfilled.as_str())
+    .execute(conn)
+    .await?;
+    for failure in failures {
+        tracing::warn!(order_id = %failure.order_id, kind = %failure.kind, error = failure.error, "e-mail undeliverable; recorded on the order's timeline");
+    }
+    metrics::counter!("orderflow_notifications_undeliverable_total")
+        .increment(failures.len() as u64);
+    Ok(vec![Recorded::Applied; failures.len()])
+}
+
 /// Makes a dead task visible on its order's timeline.
 pub async fn record_task_dead(
     conn: &mut AsyncPgConnection,
@@ -690,6 +743,7 @@ pub async fn record_task_dead(
 #[derive(Debug, Clone, Queryable)]
 pub struct ChargeFacts {
     pub status: String,
+    pub cancel_reason: Option<String>,
     pub total_cents: i64,
     pub currency: String,
     pub payment_token: String,
@@ -707,6 +761,7 @@ pub async fn charge_facts(
             orders::id,
             (
                 orders::status,
+                orders::cancel_reason,
                 orders::total_cents,
                 orders::currency,
                 orders::payment_token,
@@ -760,6 +815,7 @@ pub async fn notification_facts(
                 total_cents: row.total_cents,
                 currency: row.currency,
                 created_at: row.created_at,
+                access_token: row.access_token,
             };
             Some(((order_id, kind), (mail, row.already_sent)))
         })
@@ -769,7 +825,7 @@ pub async fn notification_facts(
 /// What each wanted e-mail says about its order, and whether it was sent already.
 const NOTIFICATION_FACTS: &str = concat!(
     "SELECT w.n AS wanted, o.customer_email, o.customer_name, o.cancel_reason, \
-            p.status AS payment_status, o.total_cents, o.currency, o.created_at, \
+            p.status AS payment_status, o.total_cents, o.currency, o.created_at, o.access_token, \
             EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id AND s.kind = w.kind) \
                 AS already_sent, \
             lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents \
@@ -797,6 +853,8 @@ struct NotificationFacts {
     currency: String,
     #[diesel(sql_type = Timestamptz)]
     created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Text)]
+    access_token: String,
     #[diesel(sql_type = Bool)]
     already_sent: bool,
     #[diesel(embed)]

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Libraries (the queue, the API's middleware) record through the
 //! `metrics` facade; each service installs this recorder once and renders it at `/metrics`.
-//! Gauges that describe the database (queue backlog, pool usage) are refreshed when scraped.
+//! Gauges that describe the database (queue backlog, pool usage) are refreshed when scraped,
+//! the backlog at most once a second ([`BacklogGauges`]).
 //!
 //! | metric | type | labels |
 //! | --- | --- | --- |
@@ -13,8 +14,10 @@
 //! | `orderflow_queue_oldest_waiting_seconds` | gauge | `kind` |
 //! | `orderflow_order_time_to_terminal_seconds` | histogram | `outcome` (fulfilled, cancelled) |
 //! | `orderflow_db_pool_connections` | gauge | `state` (idle, in_use) |
+//! | `orderflow_notifications_undeliverable_total` | counter | |
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -41,17 +44,55 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .clone()
 }
 
+/// The queue backlog gauges' last reading: they are read from the database at most once
+/// per interval, however often `/metrics` is scraped, so scrapers cannot turn the endpoint
+/// into load on the database.
+pub struct BacklogGauges {
+    every: Duration,
+    /// When the gauges were last read; held across the read, so that concurrent scrapes
+    /// wait for one reading instead of each making their own.
+    last_read: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl BacklogGauges {
+    pub fn every(every: Duration) -> Self {
+        Self {
+            every,
+            last_read: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reads the backlog for `kinds` (all kinds when `None`) unless it was read within the
+    /// interval. A failed read keeps the last values and is logged.
+    async fn refresh(&self, pool: &Pool, kinds: Option<&[&str]>) {
+        let mut last_read = self.last_read.lock().await;
+        if last_read.is_some_and(|at| at.elapsed() < self.every) {
+            return;
+        }
+        *last_read = Some(Instant::now());
+        if let Err(error) = refresh_backlog(pool, kinds).await {
+            tracing::warn!(%error, "queue backlog for /metrics unavailable");
+        }
+    }
+}
+
+/// How often the backlog gauges are read at most, by default.
+pub const BACKLOG_READ_EVERY: Duration = Duration::from_secs(1);
+
 /// The text exposition, after refreshing the pool gauges and, for `kinds`, the queue
-/// backlog (a failed backlog query leaves the last values and is logged).
-pub async fn render(handle: &PrometheusHandle, pool: &Pool, kinds: Option<&[&str]>) -> String {
+/// backlog (at most once per the gauges' interval).
+pub async fn render(
+    handle: &PrometheusHandle,
+    pool: &Pool,
+    kinds: Option<&[&str]>,
+    backlog: &BacklogGauges,
+) -> String {
     let state = pool.state();
     let in_use = state.connections.saturating_sub(state.idle_connections);
     metrics::gauge!("orderflow_db_pool_connections", "state" => "idle")
         .set(f64::from(state.idle_connections));
     metrics::gauge!("orderflow_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
-    if let Err(error) = refresh_backlog(pool, kinds).await {
-        tracing::warn!(%error, "queue backlog for /metrics unavailable");
-    }
+    backlog.refresh(pool, kinds).await;
     handle.render()
 }
 

@@ -14,6 +14,7 @@ struct OpsState {
     pool: Pool,
     kinds: Vec<&'static str>,
     metrics: PrometheusHandle,
+    backlog: crate::metrics::BacklogGauges,
 }
 
 /// Binds `addr` and returns the server (to be awaited) and the address it listens on.
@@ -29,6 +30,7 @@ pub fn serve(
         pool,
         kinds,
         metrics,
+        backlog: crate::metrics::BacklogGauges::every(crate::metrics::BACKLOG_READ_EVERY),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -58,7 +60,13 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn metrics_text(state: web::Data<OpsState>) -> HttpResponse {
-    let body = crate::metrics::render(&state.metrics, &state.pool, Some(&state.kinds)).await;
+    let body = crate::metrics::render(
+        &state.metrics,
+        &state.pool,
+        Some(&state.kinds),
+        &state.backlog,
+    )
+    .await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

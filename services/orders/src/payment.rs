@@ -46,6 +46,13 @@ pub enum GatewayError {
 pub trait PaymentGateway: Send + Sync + 'static {
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
     async fn refund(&self, request: &RefundRequest) -> Result<String, GatewayError>;
+    /// What the provider did with the charge it was asked for under this idempotency key
+    /// (`None`: no charge was ever made under it). A caller whose answer to a charge was
+    /// lost learns here whether money was taken.
+    async fn find_charge(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<ChargeOutcome>, GatewayError>;
 }
 
 /// Idempotency keys derived from the order: a retried charge never charges twice.
@@ -67,12 +74,15 @@ pub fn is_known_token(token: &str) -> bool {
 }
 
 /// A provider's test mode: `tok_visa` approves, `tok_chargeDeclined` declines, with
-/// optional latency and transient failures. Identifiers are derived from the idempotency
-/// key, so results are the same across retries and restarts.
+/// optional latency, transient failures and answers lost after the charge was made.
+/// Identifiers are derived from the idempotency key, so results are the same across
+/// retries and restarts.
 pub struct SimulatedGateway {
     config: PaymentConfig,
-    /// Calls that reached the "provider" per idempotency key, for tests and logs.
+    /// Charges the "provider" made, per idempotency key, for lookups, tests and logs.
     ledger: Mutex<HashMap<String, ChargeOutcome>>,
+    /// Charge ids refunded, per refund idempotency key.
+    refunds: Mutex<HashMap<String, String>>,
 }
 
 impl SimulatedGateway {
@@ -80,15 +90,25 @@ impl SimulatedGateway {
         Self {
             config,
             ledger: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(HashMap::new()),
         }
     }
 
     /// Distinct charges the "provider" made (one per idempotency key, however often called).
     pub fn distinct_charges(&self) -> usize {
-        self.ledger
-            .lock()
-            .map(|ledger| ledger.len())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().len())
+        lock(&self.ledger).len()
+    }
+
+    /// Distinct approved charges that were refunded.
+    pub fn refunded_charges(&self) -> usize {
+        let refunded: std::collections::HashSet<String> =
+            lock(&self.refunds).values().cloned().collect();
+        refunded.len()
+    }
+
+    fn lose_response(&self) -> bool {
+        self.config.lost_response_rate > 0.0
+            && rand::random::<f64>() < self.config.lost_response_rate
     }
 
     async fn network(&self) -> Result<(), GatewayError> {
@@ -122,14 +142,16 @@ impl PaymentGateway for SimulatedGateway {
             },
             other => return Err(GatewayError::Rejected(format!("unknown token {other:?}"))),
         };
-        let mut ledger = self
-            .ledger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(ledger
+        let outcome = lock(&self.ledger)
             .entry(request.idempotency_key.clone())
             .or_insert(outcome)
-            .clone())
+            .clone();
+        if self.lose_response() {
+            return Err(GatewayError::Transient(
+                "simulated: the answer was lost after the charge was made".into(),
+            ));
+        }
+        Ok(outcome)
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<String, GatewayError> {
@@ -140,6 +162,24 @@ impl PaymentGateway for SimulatedGateway {
                 request.charge_id
             )));
         }
+        lock(&self.refunds)
+            .entry(request.idempotency_key.clone())
+            .or_insert_with(|| request.charge_id.clone());
         Ok(derived_id("re", &request.idempotency_key))
     }
+
+    async fn find_charge(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<ChargeOutcome>, GatewayError> {
+        self.network().await?;
+        Ok(lock(&self.ledger).get(idempotency_key).cloned())
+    }
+}
+
+/// A lock whose holder cannot have left the map half-changed: poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

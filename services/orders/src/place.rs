@@ -38,15 +38,18 @@ pub struct NewOrder {
 pub enum Placed {
     /// A new order, as it was stored (the caller need not read it back).
     Created(Box<Order>),
-    /// The key's earlier order.
-    Replayed(Uuid),
+    /// The key's earlier order, and its access token.
+    Replayed {
+        order_id: Uuid,
+        access_token: String,
+    },
 }
 
 impl Placed {
     pub fn order_id(&self) -> Uuid {
         match self {
             Self::Created(order) => order.id,
-            Self::Replayed(id) => *id,
+            Self::Replayed { order_id, .. } => *order_id,
         }
     }
 }
@@ -84,8 +87,9 @@ catalog AS ( \
     FROM priced), \
 new_order AS ( \
     INSERT INTO orders (id, status, customer_email, customer_name, shipping_address, \
-                        payment_token, total_cents, currency, idempotency_key, request_fingerprint) \
-    SELECT $3, $4, $5, $6, $7, $8, catalog.total_cents, catalog.currency, $9, $10 \
+                        payment_token, total_cents, currency, idempotency_key, request_fingerprint, \
+                        access_token) \
+    SELECT $3, $4, $5, $6, $7, $8, catalog.total_cents, catalog.currency, $9, $10, $11 \
     FROM catalog WHERE catalog.known = (SELECT count(*) FROM line) AND catalog.currencies = 1 \
     ON CONFLICT (idempotency_key) DO NOTHING \
     RETURNING id, created_at), \
@@ -96,10 +100,10 @@ items AS ( \
     FROM new_order CROSS JOIN priced), \
 placed AS ( \
     INSERT INTO order_events (order_id, type, details) \
-    SELECT new_order.id, $11, jsonb_build_object('total_cents', catalog.total_cents) \
+    SELECT new_order.id, $12, jsonb_build_object('total_cents', catalog.total_cents) \
     FROM new_order CROSS JOIN catalog), \
 first_task AS ( \
-    SELECT enqueue_task($12, $13, $14, $15, $16) AS id FROM new_order) \
+    SELECT enqueue_task($13, $14, $15, $16, $17) AS id FROM new_order) \
 SELECT catalog.known, catalog.currencies, catalog.currency, catalog.total_cents, \
        catalog.product_ids, catalog.skus, catalog.prices, new_order.created_at, \
        first_task.id AS task_id \
@@ -155,6 +159,7 @@ async fn insert_order(
     let order_id = Uuid::now_v7();
     let (key, fingerprint) = order.idempotency.clone().unzip();
     let first_task = tasks::charge_payment(order_id);
+    let access_token = crate::access::new_access_token();
     let placement: Placement = prepared_sql(PLACE_ORDER)
         .bind::<Array<SqlUuid>, _>(&product_ids)
         .bind::<Array<Int4>, _>(&quantities)
@@ -166,6 +171,7 @@ async fn insert_order(
         .bind::<Text, _>(&order.payment_token)
         .bind::<Nullable<Text>, _>(&key)
         .bind::<Nullable<Text>, _>(&fingerprint)
+        .bind::<Text, _>(&access_token)
         .bind::<Text, _>(EventType::Placed.as_str())
         .bind::<Text, _>(first_task.kind)
         .bind::<Jsonb, _>(&first_task.payload)
@@ -235,6 +241,7 @@ async fn insert_order(
         }],
         created_at,
         updated_at: created_at,
+        access_token: Some(access_token),
     };
     Ok(Placed::Created(Box::new(view)))
 }
@@ -244,13 +251,21 @@ async fn replay(
     key: Option<&str>,
     fingerprint: Option<&str>,
 ) -> Result<Placed, PlaceError> {
-    let (order_id, stored): (Uuid, Option<String>) = orders::table
+    let (order_id, stored, access_token): (Uuid, Option<String>, String) = orders::table
         .filter(orders::idempotency_key.eq(key))
-        .select((orders::id, orders::request_fingerprint))
+        .select((
+            orders::id,
+            orders::request_fingerprint,
+            orders::access_token,
+        ))
         .first(conn)
         .await?;
+    // The same token as the first answer: the client holding either can use it.
     if stored.as_deref() == fingerprint {
-        Ok(Placed::Replayed(order_id))
+        Ok(Placed::Replayed {
+            order_id,
+            access_token,
+        })
     } else {
         Err(PlaceError::IdempotencyKeyReused)
     }

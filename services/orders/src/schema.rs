@@ -28,6 +28,7 @@ diesel::table! {
         request_fingerprint -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        access_token -> Text,
     }
 }
 

@@ -54,7 +54,8 @@ text_enum!(CancelReason {
 });
 
 text_enum!(
-    /// Timeline entries, named after the state the order reached.
+    /// Timeline entries, named after the state the order reached. `notification_failed`:
+    /// an e-mail that can never be delivered (the order finishes all the same).
     EventType {
         Placed => "placed",
         Paid => "paid",
@@ -63,6 +64,7 @@ text_enum!(
         Cancelled => "cancelled",
         Refunded => "refunded",
         Notified => "notified",
+        NotificationFailed => "notification_failed",
         TaskDead => "task_dead",
     }
 );

@@ -93,6 +93,49 @@ pub struct Order {
     pub events: Vec<OrderEvent>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The bearer token that opens this order (`GET /orders/{id}`, its cancel). Shown only
+    /// in the answer to the `POST /orders` that placed it (or a replay of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
+
+/// An order as stored, with the token that opens it ([`load_order_with_token`]).
+pub struct StoredOrder {
+    pub order: Order,
+    pub access_token: String,
+}
+
+/// One order with its lines, payment and timeline, and its access token, for a caller that
+/// must check who asks; `None` when it does not exist. One statement, as [`load_order`].
+pub async fn load_order_with_token(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<StoredOrder>> {
+    let row: Option<OrderWithParts> = prepared_sql(LOAD_ORDER)
+        .bind::<SqlUuid, _>(order_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|row| {
+        let access_token = row.access_token.clone();
+        StoredOrder {
+            order: row.into_order(),
+            access_token,
+        }
+    }))
+}
+
+/// An order's access token; `None` when it does not exist.
+pub async fn access_token(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Option<String>> {
+    orders::table
+        .find(order_id)
+        .select(orders::access_token)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// One order with its lines, payment and timeline; `None` when it does not exist.
@@ -171,7 +214,7 @@ impl LineColumns {
 const LOAD_ORDER: &str = concat!(
     "SELECT o.id, o.status, o.cancel_reason, o.customer_email, o.customer_name, \
             o.shipping_address, o.total_cents, o.currency, o.created_at, o.updated_at, \
-            p.status AS payment_status, p.amount_cents AS payment_amount_cents, \
+            o.access_token, p.status AS payment_status, p.amount_cents AS payment_amount_cents, \
             lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents, \
             timeline.event_types, timeline.event_ats, timeline.event_details \
      FROM orders o \
@@ -207,6 +250,8 @@ struct OrderWithParts {
     created_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    access_token: String,
     #[diesel(sql_type = Nullable<Text>)]
     payment_status: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -262,6 +307,7 @@ impl OrderWithParts {
             events,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            access_token: None,
         }
     }
 }
@@ -297,13 +343,22 @@ impl OrderCursor {
         )
     }
 
+    /// The cursor `encode` wrote, or `None`: also for one that cannot be a position, a
+    /// time before 1970 or after 9999, which PostgreSQL might not even represent.
     pub fn decode(raw: &str) -> Option<Self> {
         let (micros, id) = raw.split_once('_')?;
+        let micros: i64 = micros.parse().ok()?;
+        if !(0..=Self::LATEST_MICROS).contains(&micros) {
+            return None;
+        }
         Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            created_at: DateTime::from_timestamp_micros(micros)?,
             id: Uuid::parse_str(id).ok()?,
         })
     }
+
+    /// 9999-12-31T23:59:59.999999Z.
+    const LATEST_MICROS: i64 = 253_402_300_799_999_999;
 }
 
 /// A page of orders, newest first, and the cursor of the next page if there is one.
@@ -341,4 +396,29 @@ pub async fn list_orders(
         None
     };
     Ok((rows, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_impossible_positions_are_refused() {
+        let cursor = OrderCursor {
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("a time"),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(OrderCursor::decode(&cursor.encode()), Some(cursor));
+        let id = cursor.id.simple();
+        for raw in [
+            format!("-8000000000000000000_{id}"),
+            format!("-1_{id}"),
+            format!("253402300800000000_{id}"),
+            format!("9223372036854775807_{id}"),
+            "12_notauuid".to_string(),
+            "nounderscore".to_string(),
+        ] {
+            assert_eq!(OrderCursor::decode(&raw), None, "{raw}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! recorded in the transaction that completes the task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use orderflow::db::Pool;
@@ -12,7 +13,7 @@ use orderflow::payment::{
     self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
 use orderflow::runtime::WorkerRuntime;
-use orderflow::status::OrderStatus;
+use orderflow::status::{CancelReason, OrderStatus};
 use orderflow::tasks::{self, OrderTask, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
@@ -27,7 +28,7 @@ pub fn register(runtime: &mut WorkerRuntime, gateway: Arc<dyn PaymentGateway>) {
         TaskKind::PaymentCharge,
         ChargePayment::new(pool.clone(), Arc::clone(&gateway)),
     );
-    runtime.spawn(TaskKind::PaymentRefund, RefundPayment { pool, gateway });
+    runtime.spawn(TaskKind::PaymentRefund, RefundPayment::new(pool, gateway));
 }
 
 fn gateway_error(error: GatewayError) -> TaskError {
@@ -80,6 +81,40 @@ pub enum Charge {
     },
 }
 
+/// The least lease a charge attempt must have left to call the provider.
+const LEASE_LEFT_TO_CHARGE: Duration = Duration::from_millis(100);
+
+impl ChargePayment {
+    /// A charge task that finds its order no longer pending. An order its customer
+    /// cancelled may still have been charged: an earlier attempt may have reached the
+    /// provider and lost the answer (a timeout after the money was taken), and the order
+    /// was cancelled before the retry. The provider is asked what it did under the order's
+    /// key; a charge it made is recorded as captured too late, which refunds it.
+    async fn reconcile(&self, order_id: Uuid, facts: &ChargeFacts) -> Result<Charge, TaskError> {
+        let cancelled_by_customer = facts.status == OrderStatus::Cancelled.as_str()
+            && facts.cancel_reason.as_deref() == Some(CancelReason::CustomerRequest.as_str());
+        if !cancelled_by_customer {
+            return Ok(Charge::NotPending);
+        }
+        let found = self
+            .gateway
+            .find_charge(&payment::charge_key(order_id))
+            .await
+            .map_err(gateway_error)?;
+        match found {
+            Some(outcome @ ChargeOutcome::Approved { .. }) => {
+                tracing::warn!("the order was cancelled after the provider charged it; refunding");
+                Ok(Charge::Answered {
+                    order_id,
+                    amount_cents: facts.total_cents,
+                    outcome,
+                })
+            }
+            Some(ChargeOutcome::Declined { .. }) | None => Ok(Charge::NotPending),
+        }
+    }
+}
+
 impl TaskHandler for ChargePayment {
     type Outcome = Charge;
     type Recorded = lifecycle::Recorded;
@@ -93,9 +128,13 @@ impl TaskHandler for ChargePayment {
             )));
         };
         if facts.status != OrderStatus::Pending.as_str() {
-            return Ok(Charge::NotPending);
+            return self.reconcile(order_id, &facts).await;
         }
 
+        // Past its lease another worker may hold the task and be charging the same order:
+        // the idempotency key keeps that to one charge, but a worker that lost its claim
+        // has no business calling the provider at all.
+        task.ensure_lease(LEASE_LEFT_TO_CHARGE)?;
         let outcome = self
             .gateway
             .charge(&ChargeRequest {
@@ -177,6 +216,12 @@ impl TaskHandler for ChargePayment {
 pub struct RefundPayment {
     pool: Pool,
     gateway: Arc<dyn PaymentGateway>,
+}
+
+impl RefundPayment {
+    pub fn new(pool: Pool, gateway: Arc<dyn PaymentGateway>) -> Self {
+        Self { pool, gateway }
+    }
 }
 
 /// What a refund attempt found out: the gateway's refund id, or nothing to refund.

@@ -1,6 +1,7 @@
 //! The API and the workers, in-process, against a test database.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
@@ -19,22 +20,43 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     server: actix_web::dev::ServerHandle,
+    /// The access tokens of the orders this client placed, by order id.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+/// The API's configuration in tests: a free port, the admin token, no per-client limit
+/// (the tests place their orders from one address; the limit has tests of its own), one
+/// HTTP worker (two cores run several tests at once).
+pub fn test_api_config() -> ApiConfig {
+    ApiConfig {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
+        migrate_on_start: false,
+        order_rate_limit: 0,
+        workers: 1,
+        ..ApiConfig::default()
+    }
 }
 
 /// Starts the API on a free port against `db`.
 pub async fn spawn_app(db: &TestDb) -> TestApp {
-    spawn_app_with_pool(db.pool(4)).await
+    spawn_app_with(db, test_api_config()).await
+}
+
+/// Starts the API on a free port against `db`, configured by `config`, with the API's own
+/// pool (its sessions' statement and lock timeouts included).
+pub async fn spawn_app_with(db: &TestDb, config: ApiConfig) -> TestApp {
+    let pool = order_api::startup::api_pool(&db.database_config(4), &config);
+    start_app(&config, pool)
 }
 
 /// Starts the API on a free port with the given pool (which may point nowhere).
 pub async fn spawn_app_with_pool(pool: orderflow::db::Pool) -> TestApp {
-    let config = ApiConfig {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
-        cors_origins: Vec::new(),
-        migrate_on_start: false,
-    };
-    let app = order_api::startup::build(&config, pool)
+    start_app(&test_api_config(), pool)
+}
+
+fn start_app(config: &ApiConfig, pool: orderflow::db::Pool) -> TestApp {
+    let app = order_api::startup::build(config, pool)
         .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
     let server = app.server.handle();
     tokio::spawn(app.server);
@@ -42,6 +64,7 @@ pub async fn spawn_app_with_pool(pool: orderflow::db::Pool) -> TestApp {
         base_url: format!("http://{}", app.addr),
         client: reqwest::Client::new(),
         server,
+        tokens: Mutex::new(HashMap::new()),
     }
 }
 
@@ -105,6 +128,57 @@ impl TestApp {
         product["id"].as_str().unwrap_or_default().to_string()
     }
 
+    /// Remembers the access token of an order (from its 202).
+    pub fn remember_token(&self, order: &Value) {
+        if let (Some(id), Some(token)) = (order["id"].as_str(), order["access_token"].as_str()) {
+            self.tokens
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(id.to_string(), token.to_string());
+        }
+    }
+
+    /// The access token of an order this client placed.
+    pub fn token_of(&self, order_id: &str) -> String {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(order_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no access token for order {order_id}"))
+    }
+
+    /// `GET /orders/{id}` as its customer, with the order's access token.
+    pub async fn order(&self, order_id: &str) -> Value {
+        let path = format!("/orders/{order_id}");
+        let response = self
+            .client
+            .get(self.url(&path))
+            .bearer_auth(self.token_of(order_id))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: body: {e}"))
+    }
+
+    /// `POST /orders/{id}/cancel` as its customer, with the order's access token.
+    pub async fn cancel(&self, order_id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/orders/{order_id}/cancel")))
+            .bearer_auth(self.token_of(order_id))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cancel {order_id}: {e}"))
+    }
+
     /// Places an order; returns the response for the caller to check.
     pub async fn place_order(
         &self,
@@ -125,7 +199,7 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("POST /orders: {e}"))
     }
 
-    /// Places an order that must be accepted; returns its id.
+    /// Places an order that must be accepted; returns its id (and remembers its token).
     pub async fn place_order_id(&self, token: &str, items: &[(&str, i64)]) -> String {
         let response = self.place_order(token, items, None).await;
         assert_eq!(response.status(), 202, "placing an order");
@@ -133,6 +207,7 @@ impl TestApp {
             .json()
             .await
             .unwrap_or_else(|e| panic!("order body: {e}"));
+        self.remember_token(&order);
         order["id"].as_str().unwrap_or_default().to_string()
     }
 
@@ -143,13 +218,39 @@ impl TestApp {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// `GET path` with the admin token; must succeed.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let response = self
+            .admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: body: {e}"))
+    }
+
+    /// `GET path` with the admin token, for the caller to check.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// Waits until the order is fulfilled or cancelled and returns it.
     pub async fn wait_terminal(&self, order_id: &str) -> Value {
         crate::wait_until(
             &format!("order {order_id} to finish"),
             Duration::from_secs(30),
             || async {
-                let order = self.get_json(&format!("/orders/{order_id}")).await;
+                let order = self.order(order_id).await;
                 matches!(order["status"].as_str(), Some("fulfilled" | "cancelled")).then_some(order)
             },
         )
@@ -164,7 +265,7 @@ impl TestApp {
             &format!("a {event} event on {order_id}"),
             Duration::from_secs(30),
             || async {
-                let order = self.get_json(&format!("/orders/{order_id}")).await;
+                let order = self.order(order_id).await;
                 let events = order["events"].as_array().cloned().unwrap_or_default();
                 events.iter().any(|e| e["type"] == event).then_some(order)
             },
@@ -224,6 +325,7 @@ pub fn spawn_workers(db: &TestDb, smtp_url: &str, inventory_replicas: usize) -> 
     let reliable = PaymentConfig {
         latency: Duration::ZERO,
         transient_failure_rate: 0.0,
+        ..Default::default()
     };
     spawn_workers_with_gateway(db, smtp_url, inventory_replicas, reliable)
 }
@@ -279,10 +381,11 @@ pub fn spawn_worker_plan(db: &TestDb, smtp_url: &str, plan: WorkerPlan) -> Worke
             from: "Orderflow <orders@orderflow.example>"
                 .parse()
                 .unwrap_or_else(|e| panic!("{e}")),
+            public_url: "http://shop.test".into(),
         };
         let mailer = Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}"));
         let mut notification = WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
-        notification_worker::register(&mut notification, mailer, mail.from);
+        notification_worker::register(&mut notification, mailer, mail.letterhead());
         runtimes.push(notification);
     }
 

@@ -1,4 +1,6 @@
-//! A real SMTP server process (Python's aiosmtpd) that stores each message in a Maildir.
+//! A real SMTP server process (Python's aiosmtpd) that stores each message in a Maildir,
+//! and refuses for good every recipient whose local part starts with `bounce`
+//! (`services/tests/python/smtp_policy.py`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -51,9 +53,13 @@ impl SmtpServer {
                 "-l",
                 &format!("127.0.0.1:{port}"),
                 "-c",
-                "aiosmtpd.handlers.Mailbox",
+                "smtp_policy.RefusingMailbox",
             ])
             .arg(&maildir)
+            .env(
+                "PYTHONPATH",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("python"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

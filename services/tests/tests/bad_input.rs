@@ -179,9 +179,23 @@ async fn bad_orders_are_refused_and_write_nothing() {
             422,
             "validation_failed",
         ),
+        // Valid to some parsers, but the mailer cannot send to it: refused up front.
+        (
+            "e-mail to an IP-literal domain",
+            with("/customer/email", json!("a@[127.0.0.1]")),
+            422,
+            "validation_failed",
+        ),
         (
             "name over 200 characters",
             with("/customer/name", json!("é".repeat(201))),
+            422,
+            "validation_failed",
+        ),
+        // A name goes into the e-mail's To header: no line breaks.
+        (
+            "line break in the name",
+            with("/customer/name", json!("Ada\r\nBcc: x@example.com")),
             422,
             "validation_failed",
         ),
@@ -326,31 +340,39 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
     .await;
     expect_error(app.get("/nowhere").await, 404, "not_found", "unknown route").await;
     expect_error(
-        app.get("/orders?status=lost").await,
+        app.admin_get("/orders?status=lost").await,
         422,
         "validation_failed",
         "unknown status",
     )
     .await;
     expect_error(
-        app.get("/orders?limit=0").await,
+        app.admin_get("/orders?limit=0").await,
         422,
         "validation_failed",
         "limit 0",
     )
     .await;
     expect_error(
-        app.get("/orders?limit=abc").await,
+        app.admin_get("/orders?limit=abc").await,
         422,
         "validation_failed",
         "limit not a number",
     )
     .await;
     expect_error(
-        app.get("/orders?cursor=zzz").await,
+        app.admin_get("/orders?cursor=zzz").await,
         422,
         "validation_failed",
         "bad cursor",
+    )
+    .await;
+    let impossible = format!("-8000000000000000000_{}", unknown.simple());
+    expect_error(
+        app.admin_get(&format!("/orders?cursor={impossible}")).await,
+        422,
+        "validation_failed",
+        "a cursor that cannot be a position",
     )
     .await;
 
@@ -444,7 +466,7 @@ async fn admins_create_and_patch_products() {
         .client
         .patch(app.url(&format!("/products/{mug}")))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "stock": 3, "price_cents": 1200 }))
+        .json(&json!({ "stock": 3, "expected_stock": 10, "price_cents": 1200 }))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -454,6 +476,48 @@ async fn admins_create_and_patch_products() {
         (product["stock"].as_i64(), product["price_cents"].as_i64()),
         (Some(3), Some(1200))
     );
+
+    // Stock changes cannot undo what orders took meanwhile. An order takes one unit...
+    let mut conn = db.connect().await;
+    diesel::sql_query("UPDATE products SET stock = stock - 1 WHERE sku = 'MUG'")
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url(&format!("/products/{mug}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    // ...so an absolute change made from the stock read before it is refused, whole.
+    let stale = patch(json!({ "stock": 50, "expected_stock": 3, "name": "Renamed" }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stale.status(), 409);
+    let body: Value = stale.json().await.unwrap_or_default();
+    assert_eq!(body["error"]["details"]["stock"], 2);
+    let product = app.get_json(&format!("/products/{mug}")).await;
+    assert_eq!(
+        (product["stock"].as_i64(), product["name"].as_str()),
+        (Some(2), Some("Product MUG"))
+    );
+    // A delivery is added to what is there now.
+    let delivery = patch(json!({ "stock_delta": 20 }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.status(), 200);
+    assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 22);
+    // Too much taken away, or an absolute stock without the one it replaces.
+    let below_zero = patch(json!({ "stock_delta": -23 }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(below_zero.status(), 409);
+    let blind = patch(json!({ "stock": 5 }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(blind.status(), 422);
+    assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 22);
     assert_eq!(product["sku"], "MUG");
     assert_eq!(product["currency"], "USD");
     let listed = app.get_json("/products").await;

@@ -25,6 +25,7 @@ fn simulated() -> Arc<SimulatedGateway> {
     Arc::new(SimulatedGateway::new(PaymentConfig {
         latency: Duration::ZERO,
         transient_failure_rate: 0.0,
+        ..Default::default()
     }))
 }
 
@@ -41,11 +42,7 @@ fn plan(
 }
 
 async fn cancel(app: &TestApp, order_id: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/orders/{order_id}/cancel")))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("cancel: {e}"))
+    app.cancel(order_id).await
 }
 
 /// The cancellation e-mails the SMTP server got for this order.
@@ -139,6 +136,10 @@ impl PaymentGateway for HeldGateway {
 
     async fn refund(&self, request: &RefundRequest) -> Result<String, GatewayError> {
         self.inner.refund(request).await
+    }
+
+    async fn find_charge(&self, key: &str) -> Result<Option<ChargeOutcome>, GatewayError> {
+        self.inner.find_charge(key).await
     }
 }
 
@@ -249,13 +250,15 @@ async fn a_reserved_or_finished_order_cannot_be_cancelled_and_nothing_is_written
         events_before, events_after,
         "a refused cancel writes nothing"
     );
-    assert_eq!(
-        app.get_json(&format!("/orders/{reserved}")).await["status"],
-        "reserved"
-    );
+    assert_eq!(app.order(&reserved).await["status"], "reserved");
 
+    // Unknown to the admin too.
     for unknown in [Uuid::now_v7().to_string(), "not-a-uuid".to_string()] {
-        let response = cancel(&app, &unknown).await;
+        let response = app
+            .admin(reqwest::Method::POST, &format!("/orders/{unknown}/cancel"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status(), 404, "{unknown}");
     }
     workers.stop().await;

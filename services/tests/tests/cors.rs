@@ -1,17 +1,15 @@
 //! CORS for a storefront on another origin, checked the way a browser asks: a preflight
 //! `OPTIONS` with `Access-Control-Request-*`, then the actual request with `Origin`.
 
-use orderflow::config::{ApiConfig, Secret};
+use orderflow::config::ApiConfig;
 use orderflow_tests::TestDb;
 
 const STOREFRONT: &str = "https://shop.example.com";
 
 async fn app_with_origins(db: &TestDb, origins: &[&str]) -> String {
     let config = ApiConfig {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        admin_token: Some(Secret::new(orderflow_tests::app::ADMIN_TOKEN.into())),
         cors_origins: origins.iter().map(|o| o.to_string()).collect(),
-        migrate_on_start: false,
+        ..orderflow_tests::app::test_api_config()
     };
     let app = order_api::startup::build(&config, db.pool(2)).unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(app.server);

@@ -115,6 +115,7 @@ fn reservation_task() -> orderflow_queue::ClaimedTask {
         run_at: chrono::Utc::now(),
         claimed_at: chrono::Utc::now(),
         correlation_id: None,
+        lease: orderflow_queue::LeaseClock::until(std::time::Instant::now()),
     }
 }
 
@@ -241,7 +242,7 @@ async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
     assert_eq!(app.get_json(&format!("/products/{last}")).await["stock"], 1);
     let mut statuses = Vec::new();
     for id in &ids {
-        let order = app.get_json(&format!("/orders/{id}")).await;
+        let order = app.order(&id.to_string()).await;
         statuses.push((
             order["status"].as_str().unwrap_or_default().to_string(),
             order["cancel_reason"].as_str().map(str::to_string),

@@ -53,6 +53,7 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
         .unwrap_or_default()
         .to_string();
     let placed: Value = response.json().await.unwrap_or_default();
+    app.remember_token(&placed);
     let order_id = placed["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(location, format!("/orders/{order_id}"));
     assert_eq!(placed["status"], "pending");

@@ -44,12 +44,13 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         from: "Orderflow <orders@orderflow.example>"
             .parse()
             .unwrap_or_else(|e| panic!("{e}")),
+        public_url: "http://shop.test".into(),
     };
     let pool = db.pool(2);
     let handler = SendNotification::new(
         pool.clone(),
         Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}")),
-        mail.from,
+        mail.letterhead(),
     );
     let kind = TaskKind::NotificationSend.as_str();
 
@@ -86,7 +87,18 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
     let ids: Vec<Option<String>> = messages.iter().map(|m| header(m, "Message-ID")).collect();
     let expected = format!("<{order_id}.order_confirmed@orderflow.example>");
     assert_eq!(ids, [Some(expected.clone()), Some(expected)]);
+    // The e-mail links to the order with the token that opens it (quoted-printable
+    // wraps long lines: undo its soft breaks first).
+    let link = format!(
+        "http://shop.test/orders/{order_id}?token={}",
+        app.token_of(&placed)
+    );
     for message in &messages {
+        let body = message
+            .replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("=3D", "=");
+        assert!(body.contains(&link), "no link to the order in {message}");
         assert_eq!(header(message, "X-Order-Id"), Some(order_id.to_string()));
         assert_eq!(
             header(message, "X-Notification-Kind").as_deref(),
@@ -99,7 +111,7 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .await
         .unwrap_or(-1);
     assert_eq!(recorded, 1);
-    let order = app.get_json(&format!("/orders/{order_id}")).await;
+    let order = app.order(&placed).await;
     assert_eq!(order["status"], "fulfilled");
     let fulfilled_events = order["events"]
         .as_array()
@@ -218,4 +230,61 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         .await
         .unwrap_or(-1);
     assert_eq!(sent, 3);
+}
+
+/// An address the SMTP server refuses for good: the order still reaches its terminal
+/// status, with the refusal on its timeline, and the task completes (it is not dead).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undeliverable_email_never_keeps_an_order_from_its_terminal_status() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let workers = orderflow_tests::app::spawn_workers(&db, &smtp.url(), 1);
+    let mut placed = Vec::new();
+    for card in ["tok_visa", "tok_chargeDeclined"] {
+        let mut body = orderflow_tests::app::order_body(card, &[(&mug, 1)]);
+        body["customer"]["email"] = "bounce@example.com".into();
+        let response = app.post_json("/orders", &body).await;
+        assert_eq!(response.status(), 202);
+        let order: serde_json::Value = response.json().await.unwrap_or_default();
+        app.remember_token(&order);
+        placed.push(order["id"].as_str().unwrap_or_default().to_string());
+    }
+    let confirmed = app
+        .wait_until_event(&placed[0], "notification_failed")
+        .await;
+    let cancelled = app
+        .wait_until_event(&placed[1], "notification_failed")
+        .await;
+    assert_eq!(confirmed["status"], "fulfilled");
+    assert_eq!(cancelled["status"], "cancelled");
+    for (order, kind) in [
+        (&confirmed, "order_confirmed"),
+        (&cancelled, "order_cancelled"),
+    ] {
+        let events = order["events"].as_array().cloned().unwrap_or_default();
+        let failure = events
+            .iter()
+            .find(|e| e["type"] == "notification_failed")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(failure["notification"], kind);
+        assert!(
+            failure["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("550"),
+            "the server's refusal is kept: {failure}"
+        );
+        assert!(!events.iter().any(|e| e["type"] == "task_dead"));
+    }
+    workers.stop().await;
+    assert!(smtp.messages().is_empty(), "nothing was delivered");
+    let mut conn = db.connect().await;
+    let report = orderflow::invariants::check(&mut conn, &Default::default(), Some(&[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert_eq!(report.undeliverable_emails, 2);
 }

@@ -32,7 +32,7 @@ async fn orders_are_listed_newest_first_in_pages_and_by_status() {
     let mut seen = Vec::new();
     let mut path = "/orders?limit=2".to_string();
     loop {
-        let page = app.get_json(&path).await;
+        let page = app.admin_json(&path).await;
         let orders = page["orders"].as_array().cloned().unwrap_or_default();
         assert!(orders.len() <= 2);
         seen.extend(
@@ -48,9 +48,9 @@ async fn orders_are_listed_newest_first_in_pages_and_by_status() {
     let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
 
-    let pending = app.get_json("/orders?status=pending").await;
+    let pending = app.admin_json("/orders?status=pending").await;
     assert_eq!(pending["orders"].as_array().map(Vec::len), Some(4));
-    let cancelled = app.get_json("/orders?status=cancelled").await;
+    let cancelled = app.admin_json("/orders?status=cancelled").await;
     assert_eq!(cancelled["orders"][0]["id"], placed[0].as_str());
     assert_eq!(cancelled["orders"][0]["cancel_reason"], "payment_declined");
 }
@@ -66,12 +66,8 @@ async fn a_shipping_address_is_kept_and_health_endpoints_answer() {
     let response = app.post_json("/orders", &body).await;
     assert_eq!(response.status(), 202);
     let order: Value = response.json().await.unwrap_or_default();
-    let fetched = app
-        .get_json(&format!(
-            "/orders/{}",
-            order["id"].as_str().unwrap_or_default()
-        ))
-        .await;
+    app.remember_token(&order);
+    let fetched = app.order(order["id"].as_str().unwrap_or_default()).await;
     assert_eq!(fetched["shipping_address"], address);
     assert_eq!(fetched["customer"]["email"], "ada@example.com");
     assert_eq!(app.get_json("/healthz").await["status"], "ok");

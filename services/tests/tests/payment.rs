@@ -1,5 +1,7 @@
 //! A charge retried after its completion was lost charges once: the gateway is called with
-//! the order's idempotency key, and the payment is recorded once.
+//! the order's idempotency key, and the payment is recorded once. A charge whose answer was
+//! lost, on an order cancelled before the retry, is found at the provider and refunded. An
+//! attempt whose lease ran out never calls the provider.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +23,18 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
     let mug = app.create_product("MUG", 1000, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&mug, 2)]).await;
 
+    // The gateway answers after the claim's lease ran out (`run_once` has no heartbeat),
+    // so the attempt charges and then cannot record.
     let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
-        latency: Duration::ZERO,
-        transient_failure_rate: 0.0,
+        latency: Duration::from_millis(800),
+        ..Default::default()
     }));
     let pool = db.pool(2);
     let handler = ChargePayment::new(pool.clone(), gateway.clone());
     let mut conn = db.connect().await;
     let kind = TaskKind::PaymentCharge.as_str();
 
-    let lost = claim_batch(&mut conn, kind, 1, Duration::ZERO)
+    let lost = claim_batch(&mut conn, kind, 1, Duration::from_millis(400))
         .await
         .unwrap_or_default();
     assert_eq!(lost.len(), 1);
@@ -38,10 +42,8 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
         run_once(&handler, &pool, &lost[0]).await,
         Err(TaskError::ClaimLost)
     ));
-    assert_eq!(
-        app.get_json(&format!("/orders/{order_id}")).await["status"],
-        "pending"
-    );
+    assert_eq!(gateway.distinct_charges(), 1, "the first attempt charged");
+    assert_eq!(app.order(&order_id).await["status"], "pending");
 
     // A worker's poll tick makes the expired task waiting again.
     assert_eq!(rescue_expired(&mut conn, kind, 10).await.ok(), Some(1));
@@ -52,7 +54,7 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
     assert!(run_once(&handler, &pool, &retry[0]).await.is_ok());
 
     assert_eq!(gateway.distinct_charges(), 1, "two calls, one charge");
-    let order = app.get_json(&format!("/orders/{order_id}")).await;
+    let order = app.order(&order_id).await;
     assert_eq!(order["status"], "paid");
     assert_eq!(order["payment"]["amount_cents"], 2000);
     let rows: i64 = payments::table
@@ -83,6 +85,7 @@ async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
     let flaky = PaymentConfig {
         latency: Duration::from_millis(2),
         transient_failure_rate: 0.3,
+        ..Default::default()
     };
     let workers = orderflow_tests::app::spawn_workers_with_gateway(&db, &smtp.url(), 1, flaky);
     let mut ids = Vec::new();
@@ -133,12 +136,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
     let (approved, declined, cancelled_meanwhile, not_pending) = (ids[0], ids[1], ids[2], ids[3]);
     let mut conn = db.connect().await;
     for id in [cancelled_meanwhile, not_pending] {
-        let response = app
-            .client
-            .post(app.url(&format!("/orders/{id}/cancel")))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let response = app.cancel(&id.to_string()).await;
         assert_eq!(response.status(), 200, "cancel {id}");
     }
 
@@ -276,4 +274,102 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
             ),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_attempt_whose_lease_ran_out_never_calls_the_gateway() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let order_id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig::default()));
+    let pool = db.pool(2);
+    let handler = ChargePayment::new(pool.clone(), gateway.clone());
+    let mut conn = db.connect().await;
+
+    // Claimed with no lease at all: by the time the attempt would charge, another worker
+    // may hold the task.
+    let expired = claim_batch(
+        &mut conn,
+        TaskKind::PaymentCharge.as_str(),
+        1,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap_or_default();
+    assert_eq!(expired.len(), 1);
+    assert!(matches!(
+        run_once(&handler, &pool, &expired[0]).await,
+        Err(TaskError::ClaimLost)
+    ));
+    assert_eq!(gateway.distinct_charges(), 0, "the gateway was not called");
+    assert_eq!(app.order(&order_id).await["status"], "pending");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_whose_answer_was_lost_is_found_and_refunded_when_the_order_was_cancelled() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1500, 10).await;
+    let order_id = app.place_order_id("tok_visa", &[(&mug, 2)]).await;
+    // Every charge is made, and its answer lost.
+    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig {
+        lost_response_rate: 1.0,
+        ..Default::default()
+    }));
+    let pool = db.pool(2);
+    let charge = ChargePayment::new(pool.clone(), gateway.clone());
+    let mut conn = db.connect().await;
+    let kind = TaskKind::PaymentCharge.as_str();
+
+    let first = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(first.len(), 1);
+    let failed = run_once(&charge, &pool, &first[0]).await;
+    assert!(matches!(failed, Err(TaskError::Retryable(_))), "{failed:?}");
+    assert_eq!(gateway.distinct_charges(), 1, "the card was charged");
+    // The worker records the failure; the retry is due at once (no backoff).
+    orderflow_queue::fail(
+        &mut conn,
+        &first[0],
+        &TaskError::retryable("answer lost"),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Before the retry, the customer cancels: the order shows no payment.
+    let cancelled = app.cancel(&order_id).await;
+    assert_eq!(cancelled.status(), 200);
+
+    let retry = claim_batch(&mut conn, kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(retry.len(), 1);
+    let recorded = run_once(&charge, &pool, &retry[0]).await;
+    assert!(recorded.is_ok(), "{recorded:?}");
+    let order = app.order(&order_id).await;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(
+        order["payment"]["status"], "captured",
+        "found at the provider"
+    );
+    assert_eq!(order["payment"]["amount_cents"], 3000);
+
+    // The refund it queued gives the money back.
+    let refund = payment_worker::RefundPayment::new(pool.clone(), gateway.clone());
+    let refunds = claim_batch(
+        &mut conn,
+        TaskKind::PaymentRefund.as_str(),
+        10,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_default();
+    assert_eq!(refunds.len(), 1, "one refund queued");
+    let refunded = run_once(&refund, &pool, &refunds[0]).await;
+    assert!(refunded.is_ok(), "{refunded:?}");
+    assert_eq!(gateway.refunded_charges(), 1);
+    assert_eq!(app.order(&order_id).await["payment"]["status"], "refunded");
 }

@@ -33,7 +33,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = match &state.metrics {
-        Some(handle) => orderflow::metrics::render(handle, &state.pool, None).await,
+        Some(handle) => {
+            orderflow::metrics::render(handle, &state.pool, None, &state.backlog_gauges).await
+        }
         None => String::new(),
     };
     HttpResponse::Ok()

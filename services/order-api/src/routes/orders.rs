@@ -17,7 +17,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ErrorResponse, OrderPage};
 use crate::routes::parse_id;
 use crate::state::AppState;
-use crate::validation::{not_blank, storable, validate};
+use crate::state::{Admin, OrderCredentials};
+use crate::validation::{deliverable_email, not_blank, storable, validate};
 #[allow(unused_imports)]
 use orderflow::views::Order;
 
@@ -42,7 +43,9 @@ pub struct PlaceOrderRequest {
 
 #[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 struct CustomerRequest {
-    #[validate(email, length(max = 254), custom(function = "storable"))]
+    /// An address the mailer can send to (`orderflow::email::CustomerEmail`): a mail
+    /// domain, not an IP address.
+    #[validate(custom(function = "deliverable_email"))]
     #[schema(format = Email, max_length = 254)]
     email: String,
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
@@ -177,12 +180,15 @@ impl From<PlaceError> for ApiError {
 #[utoipa::path(tag = "orders", request_body = PlaceOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1–255 characters. The same key with the same body returns the same order (also concurrently); with another body, 422.")),
     responses(
-        (status = 202, description = "Accepted: the order is pending and its payment task is queued", body = Order,
+        (status = 202, description = "Accepted: the order is pending and its payment task is queued. The body carries the order's `access_token`, which `GET /orders/{id}` and its cancel need.", body = Order,
          headers(("Location" = String, description = "/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this answers a replay of the key"))),
         (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive in time", body = ErrorResponse),
         (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
         (status = 415, description = "Not application/json", body = ErrorResponse),
         (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 429, description = "Too many orders from this client (`ORDER_RATE_LIMIT`); see `Retry-After`", body = ErrorResponse,
+         headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
     ))]
 #[post("/orders")]
@@ -192,6 +198,7 @@ pub async fn create_order(
     state: web::Data<AppState>,
     body: web::Json<PlaceOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    admit_client(&req, &state)?;
     let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
     let mut conn = state.pool.get().await?;
     let placed = place_order(&mut conn, &order).await?;
@@ -204,41 +211,73 @@ pub async fn create_order(
             tracing::info!(total_cents = view.total_cents, "order placed");
             *view
         }
-        Placed::Replayed(_) => {
+        Placed::Replayed { access_token, .. } => {
             response.insert_header(("Idempotent-Replayed", "true"));
-            views::load_order(&mut conn, order_id)
+            let order = views::load_order(&mut conn, order_id)
                 .await?
                 .ok_or_else(|| {
                     ApiError::internal(format!("order {order_id} vanished after commit"))
-                })?
+                })?;
+            views::Order {
+                access_token: Some(access_token),
+                ..order
+            }
         }
     };
     Ok(response.json(view))
 }
 
-#[utoipa::path(tag = "orders", params(("id" = String, Path, description = "Order id (UUID)")), responses(
+/// Counts an order against its client's limit (`ORDER_RATE_LIMIT`): 429 with
+/// `Retry-After` past it, before anything is read or written.
+fn admit_client(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(limiter) = &state.order_limiter else {
+        return Ok(());
+    };
+    let Some(client) = crate::rate_limit::client_address(req, &state.trusted_proxies) else {
+        return Ok(());
+    };
+    limiter
+        .check(client, std::time::Instant::now())
+        .map_err(|wait| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many orders from this client; try again later",
+            )
+            .retry_after(wait)
+        })
+}
+
+#[utoipa::path(tag = "orders", security(("order_token" = []), ("admin_token" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)"),
+           ("token" = Option<String>, Query, description = "The order's access token, for a link (an e-mail's); `Authorization: Bearer` is the usual way")),
+    responses(
         (status = 200, description = "The order with its items, payment and timeline", body = Order),
-        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 404, description = "No such order, or not the order's (nor the admin) token: the two are not told apart", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
     ))]
 #[get("/orders/{id}")]
 pub async fn get_order(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    credentials: OrderCredentials,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "order")?;
     let mut conn = state.pool.get().await?;
-    views::load_order(&mut conn, id)
+    views::load_order_with_token(&mut conn, id)
         .await?
-        .map(|order| HttpResponse::Ok().json(order))
+        .filter(|stored| credentials.open(&stored.access_token))
+        .map(|stored| HttpResponse::Ok().json(stored.order))
         .ok_or_else(|| ApiError::not_found("order"))
 }
 
 /// Cancels a `pending` or `paid` order (a paid one is refunded); 409 once it is reserved
 /// or terminal. Answers with the cancelled order.
-#[utoipa::path(tag = "orders", params(("id" = String, Path, description = "Order id (UUID)")), responses(
+#[utoipa::path(tag = "orders", security(("order_token" = []), ("admin_token" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)"),
+           ("token" = Option<String>, Query, description = "The order's access token, as for `GET /orders/{id}`")),
+    responses(
         (status = 200, description = "Cancelled (a paid order is being refunded)", body = Order),
-        (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 404, description = "No such order, or not the order's (nor the admin) token", body = ErrorResponse),
         (status = 409, description = "Reserved or terminal: too late to cancel; `details.status` says why", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
     ))]
@@ -247,9 +286,15 @@ pub async fn get_order(
 pub async fn cancel_order(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    credentials: OrderCredentials,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "order")?;
     let mut conn = state.pool.get().await?;
+    // Without the order's token (or the admin's) the order does not exist, as for a read.
+    let token = views::access_token(&mut conn, id).await?;
+    if !token.is_some_and(|token| credentials.open(&token)) {
+        return Err(ApiError::not_found("order"));
+    }
     let cancellation = conn
         .transaction(async |conn| cancel_by_customer(conn, id).await)
         .await?;
@@ -285,14 +330,18 @@ pub struct ListParams {
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
-#[utoipa::path(tag = "orders", params(ListParams), responses(
+/// Every customer's orders: for operators only.
+#[utoipa::path(tag = "orders", security(("admin_token" = [])), params(ListParams), responses(
         (status = 200, description = "A page of orders, newest first", body = OrderPage),
         (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
+        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
         (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
     ))]
 #[get("/orders")]
 pub async fn list_orders(
+    _admin: Admin,
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {

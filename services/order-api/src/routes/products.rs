@@ -1,7 +1,7 @@
 use actix_web::{get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use orderflow::schema::products;
 use orderflow::views::Product;
 use serde::Deserialize;
@@ -142,6 +142,10 @@ pub async fn create_product(
         .json(product))
 }
 
+/// A change to a product. Stock changes never undo what orders took meanwhile: either a
+/// relative `stock_delta` (a delivery of 20: `+20`), applied to the stock as it is when
+/// the change commits, or an absolute `stock` with the `expected_stock` it replaces, which
+/// fails (409) if reservations moved the stock since the operator looked.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct UpdateProduct {
     #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
@@ -150,9 +154,46 @@ pub struct UpdateProduct {
     #[validate(range(min = 0, max = MAX_PRICE_CENTS))]
     #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     price_cents: Option<i64>,
+    /// Added to the stock (negative takes away); the result must stay from 0 to 10,000,000.
+    #[validate(range(min = -MAX_STOCK, max = MAX_STOCK))]
+    #[schema(minimum = -10_000_000, maximum = 10_000_000)]
+    stock_delta: Option<i64>,
+    /// The new stock; needs `expected_stock`.
     #[validate(range(min = 0, max = MAX_STOCK))]
     #[schema(minimum = 0, maximum = 10_000_000)]
     stock: Option<i64>,
+    /// The stock that `stock` replaces, as the operator last read it.
+    #[validate(range(min = 0, max = MAX_STOCK))]
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    expected_stock: Option<i64>,
+}
+
+/// What a PATCH does to the stock.
+#[derive(Debug, Clone, Copy)]
+enum StockChange {
+    By(i32),
+    Replace { expected: i32, new: i32 },
+}
+
+impl UpdateProduct {
+    fn stock_change(&self) -> Result<Option<StockChange>, ApiError> {
+        match (self.stock_delta, self.stock, self.expected_stock) {
+            (None, None, None) => Ok(None),
+            (Some(delta), None, None) => Ok(Some(StockChange::By(delta as i32))),
+            (None, Some(new), Some(expected)) => Ok(Some(StockChange::Replace {
+                expected: expected as i32,
+                new: new as i32,
+            })),
+            (None, Some(_), None) => Err(ApiError::validation(
+                "stock needs expected_stock (the stock it replaces), so that it cannot undo \
+                 reservations made meanwhile; or give stock_delta",
+            )),
+            (None, None, Some(_)) => Err(ApiError::validation("expected_stock needs stock")),
+            (Some(_), _, _) => Err(ApiError::validation(
+                "give stock_delta, or stock with expected_stock, not both",
+            )),
+        }
+    }
 }
 
 #[derive(AsChangeset)]
@@ -160,7 +201,6 @@ pub struct UpdateProduct {
 struct ProductChanges {
     name: Option<String>,
     price_cents: Option<i64>,
-    stock: Option<i32>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -170,6 +210,7 @@ struct ProductChanges {
         (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
         (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
         (status = 404, description = "No such resource", body = ErrorResponse),
+        (status = 409, description = "The stock is not `expected_stock` any more, or the delta would take it out of range; `details.stock` is the current stock", body = ErrorResponse),
         (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
         (status = 415, description = "Not application/json", body = ErrorResponse),
         (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
@@ -185,25 +226,77 @@ pub async fn update_product(
     let id = parse_id(&id, "product")?;
     validate(&*body)?;
     let body = body.into_inner();
-    if body.name.is_none() && body.price_cents.is_none() && body.stock.is_none() {
+    let stock = body.stock_change()?;
+    if body.name.is_none() && body.price_cents.is_none() && stock.is_none() {
         return Err(ApiError::validation(
-            "nothing to change: give name, price_cents or stock",
+            "nothing to change: give name, price_cents, stock_delta or stock with expected_stock",
         ));
     }
     let changes = ProductChanges {
         name: body.name.map(|name| name.trim().to_string()),
         price_cents: body.price_cents,
-        stock: body.stock.map(|stock| stock as i32),
         updated_at: chrono::Utc::now(),
     };
     let mut conn = state.pool.get().await?;
+    let updated = conn
+        .transaction(async |conn| apply_changes(conn, id, &changes, stock).await)
+        .await;
+    match updated {
+        Ok(product) => Ok(HttpResponse::Ok().json(product)),
+        Err(PatchError::Database(error)) => Err(error.into()),
+        Err(PatchError::NotFound) => Err(ApiError::not_found("product")),
+        Err(PatchError::StockConflict(current)) => Err(ApiError::conflict(match stock {
+            Some(StockChange::Replace { expected, .. }) => format!(
+                "the stock is {current}, not the expected {expected}: orders moved it; read it again"
+            ),
+            _ => format!("the stock is {current}: this change would take it below 0 or above {MAX_STOCK}"),
+        })
+        .with_details(serde_json::json!({ "stock": current }))),
+    }
+}
+
+/// Why a PATCH wrote nothing.
+#[derive(Debug)]
+enum PatchError {
+    NotFound,
+    /// The stock change does not apply to the current stock (given).
+    StockConflict(i32),
+    Database(DieselError),
+}
+
+impl From<DieselError> for PatchError {
+    fn from(error: DieselError) -> Self {
+        Self::Database(error)
+    }
+}
+
+/// The product after the changes, in the caller's transaction; an error rolls them back.
+async fn apply_changes(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: uuid::Uuid,
+    changes: &ProductChanges,
+    stock: Option<StockChange>,
+) -> Result<Product, PatchError> {
+    // The row lock of the first UPDATE orders this change with reservations.
     let product: Option<Product> = diesel::update(products::table.find(id))
-        .set(&changes)
+        .set(changes)
         .returning(Product::as_returning())
-        .get_result(&mut conn)
+        .get_result(conn)
         .await
         .optional()?;
-    product
-        .map(|product| HttpResponse::Ok().json(product))
-        .ok_or_else(|| ApiError::not_found("product"))
+    let product = product.ok_or(PatchError::NotFound)?;
+    let new_stock = match stock {
+        None => return Ok(product),
+        Some(StockChange::By(delta)) => i64::from(product.stock) + i64::from(delta),
+        Some(StockChange::Replace { expected, new }) if expected == product.stock => i64::from(new),
+        Some(StockChange::Replace { .. }) => return Err(PatchError::StockConflict(product.stock)),
+    };
+    if !(0..=MAX_STOCK).contains(&new_stock) {
+        return Err(PatchError::StockConflict(product.stock));
+    }
+    Ok(diesel::update(products::table.find(id))
+        .set(products::stock.eq(new_stock as i32))
+        .returning(Product::as_returning())
+        .get_result(conn)
+        .await?)
 }

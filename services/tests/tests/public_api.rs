@@ -1,0 +1,463 @@
+//! What makes the API safe to put in front of customers: an order opens only with its own
+//! token (or the admin's), a client cannot place orders without bound, and every request
+//! ends (a stalled database, a trickled body, a flood of connections or of invented
+//! methods cannot hold the server or grow its memory).
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use orderflow::schema::orders;
+use orderflow_tests::app::{order_body, spawn_app_with, test_api_config, TestApp, ADMIN_TOKEN};
+use orderflow_tests::{spawn_app, wait_until, TestDb};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn order_count(db: &TestDb) -> i64 {
+    let mut conn = db.connect().await;
+    orders::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_opens_only_with_its_own_token_or_the_admin_token() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mine = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let theirs = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let token = app.token_of(&mine);
+    assert_eq!(token.len(), 64, "256 bits, hex");
+    assert_ne!(token, app.token_of(&theirs));
+    let path = format!("/orders/{mine}");
+
+    // Without the order's token, the order does not exist.
+    let unknown = format!("/orders/{}", uuid::Uuid::now_v7());
+    let not_found = ("not_found".to_string(), 404);
+    for (what, response) in [
+        ("no token", get_with(&app, &path, None).await),
+        (
+            "a wrong token",
+            get_with(&app, &path, Some("0123abcd")).await,
+        ),
+        (
+            "another order's token",
+            get_with(&app, &path, Some(&app.token_of(&theirs))).await,
+        ),
+        (
+            "an unknown order with a token",
+            get_with(&app, &unknown, Some(&token)).await,
+        ),
+    ] {
+        let (status, code) = error_code(response).await;
+        assert_eq!((code, status), not_found, "{what}");
+    }
+    // Its token, as a bearer token or in the e-mail's link, and the admin token open it.
+    for (what, response) in [
+        ("its token", get_with(&app, &path, Some(&token)).await),
+        (
+            "its link",
+            get_with(&app, &format!("{path}?token={token}"), None).await,
+        ),
+        ("the admin", get_with(&app, &path, Some(ADMIN_TOKEN)).await),
+    ] {
+        assert_eq!(response.status(), 200, "{what}");
+        let order: Value = response.json().await.unwrap_or_default();
+        assert_eq!(order["id"], mine.as_str(), "{what}");
+        assert!(
+            order.get("access_token").is_none(),
+            "{what}: the token is shown once"
+        );
+    }
+
+    // Nor can anyone else cancel it, and trying writes nothing.
+    let cancel_path = format!("/orders/{mine}/cancel");
+    let refused = app
+        .client
+        .post(app.url(&cancel_path))
+        .bearer_auth(app.token_of(&theirs))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error_code(refused).await, (404, "not_found".to_string()));
+    assert_eq!(app.order(&mine).await["status"], "pending");
+    assert_eq!(app.cancel(&mine).await.status(), 200);
+
+    // Every customer's orders: the admin's only.
+    let (status, code) = error_code(get_with(&app, "/orders", None).await).await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    let (status, _) = error_code(get_with(&app, "/orders", Some(&token)).await).await;
+    assert_eq!(status, 401, "an order's token is not an admin token");
+    let page = app.admin_json("/orders").await;
+    assert_eq!(page["orders"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_idempotency_key_answers_with_a_token_that_works() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .place_order("tok_visa", &[(&mug, 1)], Some("replay-1"))
+            .await;
+        assert_eq!(response.status(), 202);
+        let order: Value = response.json().await.unwrap_or_default();
+        let id = order["id"].as_str().unwrap_or_default().to_string();
+        let token = order["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        tokens.push((id, token));
+    }
+    assert_eq!(tokens[0].0, tokens[1].0, "one order");
+    let (id, token) = &tokens[1];
+    let response = get_with(&app, &format!("/orders/{id}"), Some(token)).await;
+    assert_eq!(response.status(), 200, "the replay's token opens the order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_order_limit_is_told_to_wait_and_nothing_is_written() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            order_rate_limit: 3,
+            ..test_api_config()
+        },
+    )
+    .await;
+    let mug = app.create_product("MUG", 1000, 100).await;
+    for n in 0..3 {
+        let response = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+        assert_eq!(response.status(), 202, "order {n}");
+    }
+    let limited = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+    let retry_after: Option<u64> = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    assert_eq!(error_code(limited).await, (429, "rate_limited".to_string()));
+    // 3 a minute: the next one in about 20 s.
+    assert!(
+        retry_after.is_some_and(|s| (1..=20).contains(&s)),
+        "{retry_after:?}"
+    );
+    assert_eq!(order_count(&db).await, 3);
+    // Reads are not limited.
+    assert_eq!(get_with(&app, "/products", None).await.status(), 200);
+}
+
+/// A request from the test's loopback address, forwarded for `client`.
+async fn place_for(app: &TestApp, mug: &str, client: &str) -> u16 {
+    app.client
+        .post(app.url("/orders"))
+        .header("X-Forwarded-For", format!("203.0.113.9, {client}"))
+        .json(&order_body("tok_visa", &[(mug, 1)]))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
+    let db = TestDb::new().await;
+    let limited = |trusted: Vec<std::net::IpAddr>| orderflow::config::ApiConfig {
+        order_rate_limit: 1,
+        trusted_proxies: trusted,
+        ..test_api_config()
+    };
+    let behind_proxy = spawn_app_with(&db, limited(vec![[127, 0, 0, 1].into()])).await;
+    let mug = behind_proxy.create_product("MUG", 1000, 100).await;
+    assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.1").await, 202);
+    assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.2").await, 202);
+    assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.1").await, 429);
+
+    // Not a trusted proxy: what the client forwards is its own say-so, and ignored.
+    let direct = spawn_app_with(&db, limited(Vec::new())).await;
+    assert_eq!(place_for(&direct, &mug, "198.51.100.3").await, 202);
+    assert_eq!(place_for(&direct, &mug, "198.51.100.4").await, 429);
+    assert_eq!(order_count(&db).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invented_methods_share_one_metrics_label() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    for n in 0..25 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{n}").as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = app
+            .client
+            .request(method, app.url("/products"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 405);
+    }
+    let metrics = get_with(&app, "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(!metrics.contains("INVENTED"), "a label per invented method");
+    assert!(metrics.contains(r#"method="other""#));
+}
+
+/// The `orderflow_queue_tasks` gauge of waiting charges, as `/metrics` shows it.
+async fn waiting_charges(app: &TestApp) -> Option<f64> {
+    let metrics = get_with(app, "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix("orderflow_queue_tasks{").filter(|l| {
+            l.contains(r#"kind="payment.charge""#) && l.contains(r#"state="waiting""#)
+        })?;
+        rest.rsplit(' ').next()?.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_gauges_are_read_at_most_once_per_interval_however_often_scraped() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            queue_gauges_every: Duration::from_secs(3600),
+            ..test_api_config()
+        },
+    )
+    .await;
+    let before = waiting_charges(&app).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    for _ in 0..5 {
+        assert_eq!(
+            waiting_charges(&app).await,
+            before,
+            "read again within the interval"
+        );
+    }
+
+    // With no interval, every scrape reads (the gauge works; only the reading is spaced).
+    let eager = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            queue_gauges_every: Duration::ZERO,
+            ..test_api_config()
+        },
+    )
+    .await;
+    assert_eq!(waiting_charges(&eager).await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_trickles_in_is_cut_off_with_a_408() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            body_timeout: Duration::from_millis(500),
+            ..test_api_config()
+        },
+    )
+    .await;
+    let addr = app.base_url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = "POST /orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                Content-Length: 200\r\n\r\n{\"customer\"";
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The rest never comes (the client keeps the connection open, sending nothing).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buffer[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server held the trickling request");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert_eq!(order_count(&db).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            max_connections: 2,
+            workers: 1,
+            ..test_api_config()
+        },
+    )
+    .await;
+    let addr = app.base_url.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let fresh = reqwest::Client::new();
+    let refused = fresh
+        .get(app.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a third connection was served: {refused:?}"
+    );
+    drop(held);
+    wait_until(
+        "a request once the held connections closed",
+        Duration::from_secs(20),
+        || async {
+            let client = reqwest::Client::new();
+            let response = client.get(app.url("/healthz")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            lock_timeout: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(1),
+            ..test_api_config()
+        },
+    )
+    .await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let placed = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+
+    // Someone holds the orders table (a migration, a runaway statement).
+    let mut locker = db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let place = client
+        .post(app.url("/orders"))
+        .json(&order_body("tok_visa", &[(&mug, 1)]))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /orders did not end: {e}"));
+    assert_eq!(error_code(place).await, (503, "unavailable".to_string()));
+    let read = client
+        .get(app.url(&format!("/orders/{placed}")))
+        .bearer_auth(app.token_of(&placed))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET /orders/{{id}} did not end: {e}"));
+    assert_eq!(error_code(read).await, (503, "unavailable".to_string()));
+    locker
+        .batch_execute("ROLLBACK")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(locker);
+
+    assert_eq!(
+        order_count(&db).await,
+        1,
+        "the refused order was not written"
+    );
+    assert_eq!(app.order(&placed).await["status"], "pending");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docs_page_loads_nothing_from_another_host() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let page = get_with(&app, "/docs", None).await;
+    assert_eq!(page.status(), 200);
+    let policy = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let html = page.text().await.unwrap_or_default();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    for asset in [
+        "/docs/init.js",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+    ] {
+        assert!(html.contains(asset), "{asset} not on the page");
+        let response = get_with(&app, asset, None).await;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(
+            response.bytes().await.map_or(0, |b| b.len()) > 100,
+            "{asset}"
+        );
+    }
+    // Everything else the API answers carries a policy too.
+    let json = get_with(&app, "/products", None).await;
+    assert!(json.headers().contains_key("content-security-policy"));
+}
