@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # All four Orderflow binaries in one small image. Build: docker build -t orderflow .
 # Run one service by naming its binary: order-api (default), payment-worker,
-# inventory-worker or notification-worker. The API's health check is
+# inventory-worker, notification-worker, or gateway-sim (the payment provider simulator). The API's health check is
 # `order-api healthcheck` (docker-compose.yml sets it; the workers share the image).
 
 ARG RUST_VERSION=1.95
@@ -19,16 +19,17 @@ COPY services/order-api/Cargo.toml services/order-api/
 COPY services/payment-worker/Cargo.toml services/payment-worker/
 COPY services/inventory-worker/Cargo.toml services/inventory-worker/
 COPY services/notification-worker/Cargo.toml services/notification-worker/
+COPY services/gateway-sim/Cargo.toml services/gateway-sim/
 COPY services/tests/Cargo.toml services/tests/
 COPY services/bench/Cargo.toml services/bench/
-RUN for crate in queue orders order-api payment-worker inventory-worker notification-worker tests bench; do \
+RUN for crate in queue orders order-api payment-worker inventory-worker notification-worker gateway-sim tests bench; do \
         mkdir -p "services/$crate/src" && : > "services/$crate/src/lib.rs"; \
     done \
-    && for bin in order-api payment-worker inventory-worker notification-worker bench; do \
+    && for bin in order-api payment-worker inventory-worker notification-worker gateway-sim bench; do \
         echo 'fn main() {}' > "services/$bin/src/main.rs"; \
     done \
     && cargo build --release --locked \
-        -p order-api -p payment-worker -p inventory-worker -p notification-worker
+        -p order-api -p payment-worker -p inventory-worker -p notification-worker -p gateway-sim
 
 # The real sources (the migrations are embedded into the binaries at compile time).
 COPY migrations migrations
@@ -36,7 +37,7 @@ COPY services services
 # Newer than the placeholders, so cargo rebuilds the workspace crates.
 RUN find services -name '*.rs' -exec touch {} + \
     && cargo build --release --locked \
-        -p order-api -p payment-worker -p inventory-worker -p notification-worker
+        -p order-api -p payment-worker -p inventory-worker -p notification-worker -p gateway-sim
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # CA roots for SMTPS/STARTTLS; no compilers, no package caches, no shell tools added.
@@ -47,13 +48,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 orderflow \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin orderflow \
-    && mkdir -p /var/lib/orderflow/mail \
+    && mkdir -p /var/lib/orderflow/mail /var/lib/orderflow/gateway \
     && chown -R orderflow:orderflow /var/lib/orderflow
 COPY --from=build \
     /src/target/release/order-api \
     /src/target/release/payment-worker \
     /src/target/release/inventory-worker \
     /src/target/release/notification-worker \
+    /src/target/release/gateway-sim \
     /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/orderflow

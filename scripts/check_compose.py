@@ -34,7 +34,8 @@ def config_variables():
     source = (ROOT / "services/orders/src/config.rs").read_text()
     found = {}
     for match in re.finditer(r"^impl (\w+) \{(.*?)^\}", source, re.S | re.M):
-        names = re.findall(r'(?:optional_var|var)\(\s*"([A-Z_]+)"', match.group(2))
+        # `var`, `optional_var`, and the small helpers built on them (`rate`, `millis`, ...).
+        names = re.findall(r'\b(?:optional_var|var|rate|millis|timeout_ms)\(\s*"([A-Z][A-Z0-9_]*)"', match.group(2))
         if names:
             found.setdefault(match.group(1), set()).update(names)
     return found

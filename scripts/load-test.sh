@@ -83,6 +83,23 @@ stop_services() {
     fi
 }
 trap 'stop_services; stop_private_cluster' EXIT
+# The payment provider: gateway-sim over HTTP (as scripts/run.sh runs it), shaped by the
+# caller's GATEWAY_* variables (e.g. GATEWAY_LATENCY_P50_MS=500); GATEWAY=in-process
+# charges inside the payment worker instead (PAYMENT_LATENCY_MS).
+gateway_port=$((api_port + 9))
+if [ "${GATEWAY:-http}" = http ]; then
+    export PAYMENT_GATEWAY_URL="http://127.0.0.1:$gateway_port"
+    GATEWAY_ADDR="127.0.0.1:$gateway_port" GATEWAY_JOURNAL_DIR="$out/gateway-journal" \
+        "$bin/gateway-sim" >"$out/logs/gateway-sim.log" 2>&1 &
+    gateway_pid=$!
+    for _ in $(seq 1 100); do
+        curl -fsS "$PAYMENT_GATEWAY_URL/healthz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+else
+    unset PAYMENT_GATEWAY_URL
+    gateway_pid=""
+fi
 # Each worker serves /metrics on the next port after the API's: the report reads where
 # its tasks' time went from them.
 worker_ports=()
@@ -101,6 +118,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 curl -fsS "http://$API_ADDR/readyz" >/dev/null || die "the API did not become ready; see $out/logs"
+[ -z "$gateway_pid" ] || pids+=("$gateway_pid")
 
 # A server with autovacuum off never analyzes the fresh tables: the services' prepared
 # statements keep the plans made when the tables were empty (sequential scans) for the
@@ -138,8 +156,22 @@ trap 'stop_vacuum; stop_services; stop_private_cluster' EXIT
 # Where the CPU goes (report: CPU ms per order by process, from /proc) and, where the
 # server has pg_stat_statements loaded, how many top-level statements an order costs
 # (the drain's polling included). Its counters are reset for this database only.
-printf '{"order-api": %s, "payment-worker": %s, "inventory-worker": %s, "notification-worker": %s}\n' \
-    "${pids[0]}" "${pids[1]}" "${pids[2]}" "${pids[3]}" >"$out/service-pids.json"
+printf '{"order-api": %s, "payment-worker": %s, "inventory-worker": %s, "notification-worker": %s%s}\n' \
+    "${pids[0]}" "${pids[1]}" "${pids[2]}" "${pids[3]}" "${gateway_pid:+, \"gateway-sim\": $gateway_pid}" >"$out/service-pids.json"
+# Each service's resident memory, every RSS_EVERY seconds while k6 runs and the queue
+# drains (the report shows it at the start, the middle and the end of the run).
+(
+    while true; do
+        now=$(date +%s)
+        for name in order-api payment-worker inventory-worker notification-worker gateway-sim; do
+            pid=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ''))" "$out/service-pids.json" "$name")
+            [ -n "$pid" ] && [ -r "/proc/$pid/status" ] && \
+                awk -v t="$now" -v n="$name" '/^VmRSS:/ { print t, n, $2 }' "/proc/$pid/status"
+        done
+        sleep "${RSS_EVERY:-5}"
+    done
+) >"$out/rss.txt" 2>/dev/null &
+rss_pid=$!
 statements_tracked=false
 if psql "$DATABASE_URL" -qtAc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)" >/dev/null 2>&1; then
     statements_tracked=true
@@ -173,6 +205,7 @@ for _ in $(seq 1 "${DRAIN_TIMEOUT:-600}"); do
 done
 drain_seconds=$(awk -v s="$drain_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 "$python" scripts/cpu_usage.py snapshot "$out/cpu-after.json"
+kill "$rss_pid" 2>/dev/null || true
 if [ "$statements_tracked" = true ]; then
     psql "$DATABASE_URL" -qtAc "
         SELECT json_build_object('calls', sum(calls), 'most_called', (
@@ -290,6 +323,25 @@ def cpu_ms_per_order(orders):
 statements = load("statements.json")
 if statements and db.get("orders"):
     statements["per_order"] = round(float(statements["calls"]) / db["orders"], 2)
+def resident_memory():
+    # Each service's RSS in MB at the run's start, middle and end (rss.txt: "t name kB").
+    try:
+        with open(os.path.join(out, "rss.txt")) as f:
+            rows = [line.split() for line in f if len(line.split()) == 3]
+    except OSError:
+        return None
+    by_name = {}
+    for t, name, kb in rows:
+        by_name.setdefault(name, []).append((int(t), int(kb) / 1024))
+    result = {}
+    for name, samples in sorted(by_name.items()):
+        samples.sort()
+        middle = samples[0][0] + (samples[-1][0] - samples[0][0]) / 2
+        mid = min(samples, key=lambda s: abs(s[0] - middle))
+        result[name] = {"start": round(samples[0][1], 1), "middle": round(mid[1], 1),
+                        "end": round(samples[-1][1], 1), "max": round(max(s[1] for s in samples), 1),
+                        "samples": len(samples)}
+    return result or None
 def ratio(value):
     return None if not (ceiling_tps and value) else round(value / ceiling_tps, 4)
 report = {
@@ -309,6 +361,7 @@ report = {
     "task_phase_mean_ms": phases,
     "claims": batches,
     "cpu_ms_per_order": cpu_ms_per_order(db.get("orders")),
+    "resident_memory_mb": resident_memory(),
     "statements": statements,
     "drain_seconds_after_k6": float(drain), "drained": drained == "true",
     "ceiling_pgbench_insert_tps": ceiling_tps,
@@ -341,10 +394,13 @@ rows = [
     ("invariant violations", str(len(report["invariant_violations"]))),
 ]
 cpu = report["cpu_ms_per_order"] or {}
-services_cpu = [cpu.get(n) for n in ("order-api", "payment-worker", "inventory-worker", "notification-worker")]
-rows.append(("CPU ms per order: PostgreSQL / API / workers / k6",
+services_cpu = [cpu.get(n) for n in ("order-api", "payment-worker", "inventory-worker", "notification-worker", "gateway-sim")]
+rows.append(("CPU ms per order: PostgreSQL / API / workers and gateway-sim / k6",
              " / ".join(fmt(v, 3) for v in (cpu.get("postgres"), services_cpu[0],
                         sum(v for v in services_cpu[1:] if v is not None) if cpu else None, cpu.get("k6")))))
+for name, rss in (report["resident_memory_mb"] or {}).items():
+    rows.append((f"{name} RSS MB start / middle / end (max)",
+                 f"{rss['start']} / {rss['middle']} / {rss['end']} ({rss['max']})"))
 rows.append(("statements per order (pg_stat_statements)",
              fmt((statements or {}).get("per_order"), 2) if statements else "- (not loaded on this server)"))
 order = ("waiting", "performing", "gathering", "recording")

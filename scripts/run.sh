@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Orderflow: builds it, finds or starts PostgreSQL, migrates, seeds the demo catalog,
-# starts the API and the three workers, places demo orders and shows them finish, then
-# keeps running until Ctrl-C.
+# starts the API, the payment provider simulator (gateway-sim) and the three workers,
+# places demo orders and shows them finish, then keeps running until Ctrl-C.
 #
 #   PROFILE=dev scripts/run.sh     # faster build, slower binaries (default: release)
 #   DEMO_ORDERS=0 scripts/run.sh   # skip the demo burst
@@ -19,7 +19,12 @@ cd "$ROOT"
 # The demo burst places all its orders from this host: the per-client limit (30 a minute
 # by default) is off unless set.
 : "${ORDER_RATE_LIMIT:=0}"
-export API_ADDR MAIL_DIR PUBLIC_URL ORDER_RATE_LIMIT
+# The payment worker charges through gateway-sim over HTTP; its journal remembers charges
+# across restarts. GATEWAY_LATENCY_P50_MS / _P99_MS make it as slow as a real provider.
+: "${GATEWAY_ADDR:=127.0.0.1:8090}"
+: "${GATEWAY_JOURNAL_DIR:=$ROOT/.data/gateway}"
+: "${PAYMENT_GATEWAY_URL:=http://$GATEWAY_ADDR}"
+export API_ADDR MAIL_DIR PUBLIC_URL ORDER_RATE_LIMIT GATEWAY_ADDR GATEWAY_JOURNAL_DIR PAYMENT_GATEWAY_URL
 
 ensure_rust
 command -v curl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq curl >/dev/null; } \
@@ -54,6 +59,7 @@ start() {
     log "started $name (pid $!, log .data/logs/$name.log${metrics:+, metrics http://$metrics/metrics})"
 }
 start order-api
+start gateway-sim
 start payment-worker 127.0.0.1:9101
 start inventory-worker 127.0.0.1:9102
 start notification-worker 127.0.0.1:9103

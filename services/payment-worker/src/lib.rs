@@ -1,6 +1,8 @@
 //! Charges and refunds. The gateway is called with no transaction open; its answer is
 //! recorded in the transaction that completes the task.
 
+pub mod http_gateway;
+
 use std::sync::Arc;
 use std::time::Duration;
 

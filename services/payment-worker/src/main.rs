@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use orderflow::config::{DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
-use orderflow::payment::SimulatedGateway;
+use orderflow::payment::PaymentGateway;
 use orderflow::runtime::WorkerRuntime;
 
 // One thread, as `orderflow::runtime` explains.
@@ -18,7 +18,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         &WorkerConfig::from_env()?,
         payment_worker::KINDS,
     );
-    let gateway = Arc::new(SimulatedGateway::new(PaymentConfig::from_env()?));
+    let payment = PaymentConfig::from_env()?;
+    let gateway: Arc<dyn PaymentGateway> = match &payment.gateway_url {
+        Some(url) => {
+            tracing::info!(%url, "charging through the provider over HTTP");
+            Arc::new(payment_worker::http_gateway::HttpGateway::new(
+                url, &payment,
+            )?)
+        }
+        None => {
+            tracing::info!(
+                "charging through the in-process provider simulator (PAYMENT_GATEWAY_URL unset)"
+            );
+            Arc::new(gateway_sim::SimulatedGateway::new(payment))
+        }
+    };
     payment_worker::register(&mut runtime, gateway);
     runtime.run().await;
     Ok(())

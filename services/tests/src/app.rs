@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gateway_sim::SimulatedGateway;
 use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
 use orderflow::email::Mailer;
-use orderflow::payment::{PaymentGateway, SimulatedGateway};
+use orderflow::payment::PaymentGateway;
 use orderflow::runtime::WorkerRuntime;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;

@@ -27,6 +27,8 @@ pub struct Stack {
     logs: PathBuf,
     /// Incarnations started per label, so that each keeps its own log file.
     started: HashMap<String, usize>,
+    /// `gateway-sim`'s address and journal, once started ([`Self::start_gateway`]).
+    gateway: Option<(String, PathBuf)>,
 }
 
 impl Stack {
@@ -58,7 +60,48 @@ impl Stack {
             env,
             logs,
             started: HashMap::new(),
+            gateway: None,
         }
+    }
+
+    /// Starts (or restarts, on the same port and journal) `gateway-sim`, and waits until it
+    /// answers; payment workers started afterwards charge through it over HTTP.
+    /// `behaviour` sets its `GATEWAY_*` variables.
+    pub async fn start_gateway(&mut self, behaviour: &[(&'static str, &str)]) -> Service {
+        let (addr, journal) = match &self.gateway {
+            Some(gateway) => gateway.clone(),
+            None => {
+                let gateway = (
+                    format!("127.0.0.1:{}", free_port()),
+                    self.logs.join("gateway-journal"),
+                );
+                self.env
+                    .push(("PAYMENT_GATEWAY_URL", format!("http://{}", gateway.0)));
+                self.gateway = Some(gateway.clone());
+                gateway
+            }
+        };
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("GATEWAY_ADDR", addr.clone()),
+            (
+                "GATEWAY_JOURNAL_DIR",
+                journal.to_string_lossy().into_owned(),
+            ),
+        ];
+        env.extend(behaviour.iter().map(|(k, v)| (*k, v.to_string())));
+        let service = self.start_with("gateway-sim", "gateway-sim", &env);
+        let health = format!("http://{addr}/healthz");
+        wait_until("gateway-sim to answer", Duration::from_secs(30), || async {
+            let response = reqwest::get(&health).await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        service
+    }
+
+    /// The journal of the `gateway-sim` this stack started: what the provider did.
+    pub fn gateway_journal(&self) -> Option<PathBuf> {
+        self.gateway.as_ref().map(|(_, journal)| journal.clone())
     }
 
     /// Starts binary `name` as `label` (e.g. `payment-worker-2`).

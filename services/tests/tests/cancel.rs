@@ -9,9 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use gateway_sim::SimulatedGateway;
 use orderflow::config::PaymentConfig;
 use orderflow::payment::{
-    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest, SimulatedGateway,
+    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
 use orderflow::schema::{order_events, products};
 use orderflow_tests::app::{spawn_worker_plan, WorkerPlan};

@@ -1,7 +1,10 @@
 //! Fault injection: hundreds of orders placed while worker processes are SIGKILLed and
 //! restarted every second or so, the API is killed once, PostgreSQL crashes and restarts
-//! once, the SMTP server is down for a while and the gateway fails 20 % of its calls.
-//! Then every invariant of the spec is checked: nothing lost, nothing doubled.
+//! once, the SMTP server is down for a while, and the payment provider (`gateway-sim`,
+//! over HTTP) fails 20 % of its calls, loses 5 % of its charges' answers and is SIGKILLed
+//! and restarted once. Then every invariant of the spec is checked (nothing lost, nothing
+//! doubled), and the provider's journal against the database: no charge made twice, no
+//! money taken that an order does not hold or was not refunded.
 //!
 //! The run's figures go to stderr and to `target/fault-injection-report.json`.
 
@@ -26,6 +29,13 @@ const ORDERS: usize = 400;
 /// One order every 40 ms: the faults below all happen while orders keep arriving.
 const PACE: Duration = Duration::from_millis(40);
 const CLIENTS: usize = 8;
+/// The provider: a few milliseconds a call with a tail, outages and lost answers.
+const PROVIDER: &[(&str, &str)] = &[
+    ("GATEWAY_LATENCY_P50_MS", "3"),
+    ("GATEWAY_LATENCY_P99_MS", "30"),
+    ("GATEWAY_TRANSIENT_FAILURE_RATE", "0.2"),
+    ("GATEWAY_LOST_RESPONSE_RATE", "0.05"),
+];
 
 fn seed() -> u64 {
     std::env::var("CHAOS_SEED")
@@ -44,6 +54,7 @@ struct Faults {
     api_kills: usize,
     database_crashes: usize,
     smtp_outages: usize,
+    gateway_kills: usize,
     /// From SIGKILL of the API to its `/readyz` answering again.
     api_recovery_ms: u128,
     /// From the database crash to the API's `/readyz` answering again.
@@ -64,7 +75,6 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
         &smtp.url(),
         &[
             ("TASK_LEASE_SECONDS", "2"),
-            ("PAYMENT_TRANSIENT_FAILURE_RATE", "0.2"),
             ("SHUTDOWN_GRACE_SECONDS", "5"),
             // Each service sizes its own pool.
             ("DB_POOL_SIZE", ""),
@@ -72,6 +82,7 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
     );
     let client = reqwest::Client::new();
     let mut api = stack.start_api(&client).await;
+    let mut gateway = stack.start_gateway(PROVIDER).await;
     let mut workers = stack.start_workers(2);
     // Two scarce products, so that both cancellation paths (and refunds) happen.
     let (products, initial_stock) = stack
@@ -154,6 +165,11 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
             faults.database_crashes += 1;
             faults.database_recovery_ms = down.elapsed().as_millis();
         }
+        if faults.gateway_kills == 0 && elapsed > Duration::from_secs(4) {
+            gateway.kill();
+            gateway = stack.start_gateway(PROVIDER).await;
+            faults.gateway_kills += 1;
+        }
         if faults.smtp_outages == 0 && elapsed > Duration::from_secs(8) {
             smtp.stop();
             smtp_down_since = Some(Instant::now());
@@ -206,6 +222,11 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
         .into_iter()
         .collect();
     let report = invariants::check(&mut conn, &initial_stock, Some(&smtp.messages())).await;
+    let journal = stack
+        .gateway_journal()
+        .unwrap_or_else(|| panic!("the provider was started"));
+    let (provider_violations, provider_charges) =
+        invariants::check_provider(&mut conn, &journal).await;
     let summary = json!({
         "seed": seed,
         "orders_placed": placed.len(),
@@ -218,7 +239,9 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
         "drain_after_chaos_ms": drain.as_millis(),
         "emails_received": report.emails_received,
         "duplicate_emails": report.duplicate_emails,
+        "provider_charges": provider_charges,
         "violations": report.violations,
+        "provider_violations": provider_violations,
     });
     eprintln!("fault injection: {summary:#}");
     let _ = std::fs::write(
@@ -231,6 +254,10 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
         "invariant violations: {:#?}",
         report.violations
     );
+    assert!(
+        provider_violations.is_empty(),
+        "the provider and the database disagree: {provider_violations:#?}"
+    );
     assert_eq!(placed.len(), ORDERS, "every order was accepted");
     assert_eq!(
         accepted, stored,
@@ -239,7 +266,7 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
     assert!(report.fulfilled > 0 && report.cancelled > 0);
 
     // After all that, SIGTERM still stops every service cleanly.
-    for service in workers.into_iter().chain([api]) {
+    for service in workers.into_iter().chain([api, gateway]) {
         let name = service.name.clone();
         let status = service.terminate(Duration::from_secs(30)).await;
         assert!(

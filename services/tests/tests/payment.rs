@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use gateway_sim::SimulatedGateway;
 use orderflow::config::PaymentConfig;
-use orderflow::payment::SimulatedGateway;
 use orderflow::schema::payments;
 use orderflow::tasks::TaskKind;
 use orderflow_queue::{claim_batch, rescue_expired, run_once, TaskError};
