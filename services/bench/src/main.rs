@@ -118,6 +118,7 @@ impl Bench {
             let wakeup = listener.wakeup(kind.kind);
             let options = WorkerOptions {
                 concurrency: self.concurrency,
+                min_concurrency: self.concurrency,
                 poll_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(5),
                 claim_cooldown: self.claim_cooldown,

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     AdminDisabled,
     RateLimited,
     RequestTimeout,
+    Overloaded,
     Unavailable,
     Internal,
 }
@@ -45,6 +46,7 @@ impl ErrorCode {
             Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,5 +1,6 @@
 //! The order API: HTTP in, orders and their first task out, in one transaction.
 
+mod admission;
 mod body_deadline;
 pub mod error;
 pub mod healthcheck;

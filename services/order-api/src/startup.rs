@@ -57,7 +57,17 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     let metrics = orderflow::metrics::install()
         .inspect_err(|error| tracing::warn!(%error, "metrics disabled"))
         .ok();
+    let admission = crate::admission::Admission::new(
+        config.admission_max_queue_wait,
+        config.max_orders_in_flight,
+    );
+    admission.watch(
+        pool.clone(),
+        orderflow::tasks::TaskKind::PaymentCharge.as_str(),
+        config.admission_every,
+    );
     let state = web::Data::new(AppState {
+        admission,
         pool,
         admin_token: config.admin_token.clone(),
         metrics,

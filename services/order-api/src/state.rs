@@ -17,6 +17,7 @@ pub struct AppState {
     /// `None`: orders are not limited per client.
     pub order_limiter: Option<crate::rate_limit::RateLimiter>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub admission: std::sync::Arc<crate::admission::Admission>,
 }
 
 /// Present only on requests that carried the admin bearer token.

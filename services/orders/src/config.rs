@@ -144,6 +144,14 @@ pub struct ApiConfig {
     pub workers: usize,
     /// The queue gauges of `/metrics` are read from the database at most this often.
     pub queue_gauges_every: Duration,
+    /// `ADMISSION_MAX_QUEUE_WAIT_MS` (1,000; `0` turns it off): new orders are turned away
+    /// (503 `overloaded`) while the oldest due first-stage task has waited longer.
+    pub admission_max_queue_wait: Option<Duration>,
+    /// `API_MAX_ORDERS_IN_FLIGHT` (64): orders being placed at once in this process, at most;
+    /// more are turned away (503 `overloaded`) rather than queued for the database.
+    pub max_orders_in_flight: usize,
+    /// How often the first stage's backlog is read for admission control.
+    pub admission_every: Duration,
 }
 
 impl Default for ApiConfig {
@@ -162,6 +170,9 @@ impl Default for ApiConfig {
             lock_timeout: Duration::from_secs(1),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             queue_gauges_every: Duration::from_secs(1),
+            admission_max_queue_wait: Some(Duration::from_secs(1)),
+            max_orders_in_flight: 64,
+            admission_every: Duration::from_millis(200),
         }
     }
 }
@@ -215,7 +226,24 @@ impl ApiConfig {
             }
             Ok(Duration::from_millis(ms))
         };
+        let max_queue_wait_ms = var("ADMISSION_MAX_QUEUE_WAIT_MS", 1_000u64)?;
+        if max_queue_wait_ms > 600_000 {
+            return Err(invalid(
+                "ADMISSION_MAX_QUEUE_WAIT_MS",
+                "must be between 0 (off) and 600000",
+            ));
+        }
+        let max_orders_in_flight = var("API_MAX_ORDERS_IN_FLIGHT", defaults.max_orders_in_flight)?;
+        if !(1..=100_000).contains(&max_orders_in_flight) {
+            return Err(invalid(
+                "API_MAX_ORDERS_IN_FLIGHT",
+                "must be between 1 and 100000",
+            ));
+        }
         Ok(Self {
+            admission_max_queue_wait: (max_queue_wait_ms > 0)
+                .then(|| Duration::from_millis(max_queue_wait_ms)),
+            max_orders_in_flight,
             addr: var("API_ADDR", defaults.addr)?,
             admin_token: admin_token.map(Secret),
             cors_origins,
@@ -312,8 +340,13 @@ impl MailConfig {
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Tasks of each kind a worker process runs at once.
+    /// `WORKER_CONCURRENCY`: the most tasks of each kind a worker process runs at once.
+    /// Within it the worker sizes its limit from what it observes (a slow provider gets
+    /// hundreds in flight, a kind that only writes to PostgreSQL few).
     pub concurrency: usize,
+    /// `WORKER_MIN_CONCURRENCY`: where the adaptive limit starts and the least it goes
+    /// down to (8, or `WORKER_CONCURRENCY` if that is lower; equal, the limit is fixed).
+    pub min_concurrency: usize,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     /// `WORKER_CLAIM_COOLDOWN_MS`: the least time between two claims of a busy kind (`0`:
@@ -333,11 +366,28 @@ pub struct WorkerConfig {
 /// quieter one at once (load-tests/RESULTS.md, session 14).
 const DEFAULT_CLAIM_COOLDOWN_MS: u64 = orderflow_queue::DEFAULT_CLAIM_COOLDOWN.as_millis() as u64;
 
+/// The most attempts of a kind in flight per worker process: enough for a provider that
+/// answers in half a second at several hundred orders a second (Little's law: 400/s × 0.5 s
+/// is 200 in flight), with room for its slow tail.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 512;
+/// Where the adaptive limit starts, and its floor.
+pub const DEFAULT_MIN_CONCURRENCY: usize = 8;
+
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let concurrency = var("WORKER_CONCURRENCY", 8usize)?;
-        if !(1..=1024).contains(&concurrency) {
-            return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 1024"));
+        let concurrency = var("WORKER_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)?;
+        if !(1..=4096).contains(&concurrency) {
+            return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 4096"));
+        }
+        let min_concurrency = var(
+            "WORKER_MIN_CONCURRENCY",
+            DEFAULT_MIN_CONCURRENCY.min(concurrency),
+        )?;
+        if !(1..=concurrency).contains(&min_concurrency) {
+            return Err(invalid(
+                "WORKER_MIN_CONCURRENCY",
+                "must be between 1 and WORKER_CONCURRENCY",
+            ));
         }
         let poll_interval_ms = var("WORKER_POLL_INTERVAL_MS", 1000u64)?;
         if poll_interval_ms == 0 {
@@ -367,6 +417,7 @@ impl WorkerConfig {
         }
         Ok(Self {
             concurrency,
+            min_concurrency,
             lease: lease.map(Duration::from_secs_f64),
             completed_retention: (retention_hours > 0.0)
                 .then(|| Duration::from_secs_f64(retention_hours * 3600.0)),

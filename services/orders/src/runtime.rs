@@ -16,6 +16,10 @@ use crate::config::{DatabaseConfig, WorkerConfig};
 use crate::db::{self, Pool};
 use crate::tasks::TaskKind;
 
+/// Connections a kind's worker uses at once: claims, batched reads, the group recorder, and
+/// one for lease renewals, failures and upkeep.
+const CONNECTIONS_PER_KIND: usize = 4;
+
 pub struct WorkerRuntime {
     pub pool: Pool,
     database_url: String,
@@ -31,15 +35,17 @@ pub struct WorkerRuntime {
 impl WorkerRuntime {
     pub fn new(database: &DatabaseConfig, worker: &WorkerConfig, kinds: &[TaskKind]) -> Self {
         let names: Vec<&'static str> = kinds.iter().map(|kind| kind.as_str()).collect();
-        // Each running task holds at most one connection at a time; each kind's claim
-        // loop needs one more. With fewer, tasks queue for connections.
-        let wanted = (kinds.len() * (worker.concurrency + 1)) as u32;
+        // A kind's attempts share a few connections, whatever their number: its claims, its
+        // batched reads, its group recorder and its lease renewals use one each, one at a
+        // time. Outside calls (a provider, SMTP) hold none. So the pool does not grow with
+        // the concurrency, and the whole default stack stays far below max_connections.
+        let wanted = (kinds.len() * CONNECTIONS_PER_KIND + 2) as u32;
         let pool_size = database.pool_size_or(wanted);
         if pool_size < wanted {
             tracing::warn!(
                 pool_size,
                 wanted,
-                "DB_POOL_SIZE is below what WORKER_CONCURRENCY can use"
+                "DB_POOL_SIZE is below what this worker's kinds use at once"
             );
         }
         Self {
@@ -47,6 +53,7 @@ impl WorkerRuntime {
             database_url: database.url.expose().to_string(),
             options: WorkerOptions {
                 concurrency: worker.concurrency,
+                min_concurrency: worker.min_concurrency,
                 poll_interval: worker.poll_interval,
                 shutdown_grace: worker.shutdown_grace,
                 claim_cooldown: worker.claim_cooldown,

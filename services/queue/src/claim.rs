@@ -298,6 +298,38 @@ pub async fn extend_lease(
     Ok(updated == 1)
 }
 
+/// Extends the leases of running tasks to `lease` from now, for each claim still held by
+/// its token, in one statement; returns the claims renewed. A claim missing from the
+/// answer was lost (its lease had expired, or the task was re-claimed, completed or
+/// failed).
+pub(crate) async fn extend_leases(
+    conn: &mut AsyncPgConnection,
+    claims: &[(i64, uuid::Uuid)],
+    lease: Duration,
+) -> diesel::QueryResult<Vec<(i64, uuid::Uuid)>> {
+    #[derive(QueryableByName)]
+    struct Renewed {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+        #[diesel(sql_type = SqlUuid)]
+        token: uuid::Uuid,
+    }
+    let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
+    let renewed: Vec<Renewed> = prepared_sql(
+        "UPDATE tasks AS t SET lease_expires_at = clock_timestamp() + make_interval(secs => $1) \
+         FROM unnest($2::bigint[], $3::uuid[]) AS held(id, token) \
+         WHERE t.id = held.id AND t.claim_token = held.token \
+           AND t.lease_expires_at > clock_timestamp() \
+         RETURNING t.id, held.token",
+    )
+    .bind::<Double, _>(lease.as_secs_f64())
+    .bind::<Array<Int8>, _>(ids)
+    .bind::<Array<SqlUuid>, _>(tokens)
+    .load(conn)
+    .await?;
+    Ok(renewed.into_iter().map(|row| (row.id, row.token)).collect())
+}
+
 /// Gives claimed tasks back at shutdown: due again at once, and the interrupted attempt is
 /// not counted (it did not fail; this worker stopped). Only claims still held by their
 /// token are released; other workers of the kind are woken. Returns how many were.

@@ -25,10 +25,12 @@
 //!   its tasks are recorded again one per transaction, so one bad task fails alone. A kind
 //!   can write a group's effects set-wise, a few statements for the whole group
 //!   ([`TaskHandler::record_group`]), or opt out ([`TaskHandler::GROUP_COMMIT`]).
-//! - **Leases with a heartbeat.** While a task runs, its worker extends the lease
-//!   ([`extend_lease`]) every third of a lease, so a long task keeps its claim and a dead
-//!   worker's task is free again one lease after its last beat. Each kind bounds one
-//!   attempt with a timeout, so a hung handler cannot hold a task forever.
+//! - **Leases with a heartbeat.** While a task runs, its worker extends the lease every
+//!   third of a lease, the leases of all its running tasks in one statement, so a long
+//!   task keeps its claim, a worker can hold hundreds of attempts in flight without a
+//!   statement each, and a dead worker's task is free again one lease after its last beat.
+//!   Each kind bounds one attempt with a timeout, so a hung handler cannot hold a task
+//!   forever.
 //! - **Nothing is lost.** A task whose lease expired (its worker died) is made waiting
 //!   again by its kind's workers on their next poll tick ([`rescue_expired`]), ahead of
 //!   newer tasks, also while those workers are saturated; on its last attempt it is moved
@@ -60,6 +62,8 @@
 mod claim;
 mod correlation;
 mod error;
+mod lease;
+mod limit;
 mod listener;
 mod pacing;
 mod phase;

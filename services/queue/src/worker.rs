@@ -1,7 +1,6 @@
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -10,8 +9,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::claim::{bury_expired, extend_lease, release, rescue_expired};
+use crate::claim::{bury_expired, release, rescue_expired};
 use crate::correlation::with_correlation_id;
+use crate::lease::{keep_leases, HeldClaims};
+use crate::limit::ConcurrencyLimit;
 use crate::listener::Wakeup;
 use crate::pacing::ClaimPacing;
 use crate::phase::{self, Phase};
@@ -130,8 +131,13 @@ pub async fn record_through_group<H: TaskHandler>(
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Tasks of this kind running at once in this process.
+    /// The most tasks of this kind running at once in this process. Within it, the worker
+    /// sizes its limit from what it observes (`limit.rs`): up while tasks wait and attempts
+    /// take their usual time, down when they slow down.
     pub concurrency: usize,
+    /// The least the adaptive limit goes down to (and where it starts); at or above
+    /// `concurrency`, the limit is fixed at `concurrency`.
+    pub min_concurrency: usize,
     /// Fallback when no NOTIFY arrives (listener down, missed wake-up, retries coming due);
     /// each tick also rescues expired leases and deletes completed tasks past retention.
     pub poll_interval: Duration,
@@ -157,6 +163,7 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
             concurrency: 8,
+            min_concurrency: 8,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
             claim_cooldown: DEFAULT_CLAIM_COOLDOWN,
@@ -174,6 +181,18 @@ pub const DEFAULT_CLAIM_COOLDOWN: Duration = Duration::from_millis(15);
 /// A day: long enough to look into what happened to an order's tasks, short enough that
 /// the table holds a day of traffic rather than all of it.
 pub const DEFAULT_COMPLETED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The most tasks one claim takes: a claim is one statement, and its tasks are recorded
+/// in groups of at most 64 anyway.
+const MAX_CLAIM: usize = 128;
+
+fn lock_limit(
+    limit: &std::sync::Mutex<ConcurrencyLimit>,
+) -> std::sync::MutexGuard<'_, ConcurrencyLimit> {
+    limit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The most expired tasks one poll tick makes waiting again.
 const RESCUE_BATCH: i64 = 1000;
@@ -213,15 +232,31 @@ impl<H: TaskHandler> Worker<H> {
     /// back, claimable again at once; one that had finished its outside work and waited to
     /// be recorded is still recorded.
     pub async fn run(self, shutdown: CancellationToken) {
-        let concurrency = self.options.concurrency.max(1);
+        let limit = Arc::new(std::sync::Mutex::new(ConcurrencyLimit::new(
+            self.options.min_concurrency,
+            self.options.concurrency,
+        )));
         let mut running = JoinSet::new();
         let held = HeldClaims::default();
+        let stop_leases = CancellationToken::new();
+        let leases = tokio::spawn(keep_leases(
+            held.clone(),
+            self.pool.clone(),
+            self.kind.kind,
+            self.kind.lease,
+            stop_leases.clone(),
+        ));
         let recording = H::GROUP_COMMIT
             .then(|| GroupRecorder::start(self.pool.clone(), Arc::clone(&self.handler)));
         let recorder = recording.as_ref().map(|(recorder, _)| recorder.clone());
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(kind = self.kind.kind, concurrency, "worker started");
+        tracing::info!(
+            kind = self.kind.kind,
+            min_concurrency = self.options.min_concurrency,
+            max_concurrency = self.options.concurrency,
+            "worker started"
+        );
         // Whether a claim could find anything: set by a wake-up, a poll tick or a full
         // batch; cleared by a claim that found fewer tasks than it asked for. A finished
         // task frees a slot but is no sign of new work, so it does not trigger a claim
@@ -235,7 +270,10 @@ impl<H: TaskHandler> Worker<H> {
             while let Some(finished) = running.try_join_next() {
                 report_panic(finished);
             }
-            let free = concurrency - running.len();
+            let free = lock_limit(&limit)
+                .current()
+                .saturating_sub(running.len())
+                .min(MAX_CLAIM);
             if free > 0 && work_may_wait && tokio::time::Instant::now() < next_claim_at {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -248,6 +286,12 @@ impl<H: TaskHandler> Worker<H> {
                 match self.claim(free).await {
                     Ok(tasks) => {
                         let full = tasks.len() == free;
+                        {
+                            let mut limit = lock_limit(&limit);
+                            limit.adjust(full, running.len() + tasks.len(), Instant::now());
+                            metrics::gauge!("orderflow_queue_concurrency_limit", "kind" => self.kind.kind)
+                                .set(limit.current() as f64);
+                        }
                         next_claim_at = pacing.claimed(claim_started, tasks.len(), full);
                         work_may_wait = full;
                         saturation.claimed(full, self.options.unlisten_after, &self.wakeup);
@@ -264,8 +308,14 @@ impl<H: TaskHandler> Worker<H> {
                         }
                         for task in tasks {
                             phase::observe(&task, Phase::Waiting, task.waited());
-                            held.insert(&task);
-                            running.spawn(self.execute(task, held.clone(), recorder.clone()));
+                            let lost = held.insert(&task);
+                            let attempt = self.execute(task, held.clone(), lost, recorder.clone());
+                            let limit = Arc::clone(&limit);
+                            running.spawn(async move {
+                                let started = Instant::now();
+                                attempt.await;
+                                lock_limit(&limit).finished(started.elapsed());
+                            });
                         }
                         // A full batch means more may be waiting: claim again as soon
                         // as a slot frees up, without waiting for a wake-up. The poll
@@ -326,6 +376,8 @@ impl<H: TaskHandler> Worker<H> {
                 recording.abort();
             }
         }
+        stop_leases.cancel();
+        let _ = leases.await;
         if drained.is_err() {
             self.give_back(held.take()).await;
         }
@@ -363,6 +415,7 @@ impl<H: TaskHandler> Worker<H> {
         &self,
         task: ClaimedTask,
         held: HeldClaims,
+        lost: CancellationToken,
         recorder: Option<GroupRecorder<H>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
@@ -381,8 +434,16 @@ impl<H: TaskHandler> Worker<H> {
         let owner_span = span.in_scope(|| handler.span(&task));
         let attempt = async move {
             let started = std::time::Instant::now();
-            let outcome =
-                run_attempt(handler.as_ref(), &pool, &kind, &task, recorder, performing).await;
+            let outcome = run_attempt(
+                handler.as_ref(),
+                &pool,
+                &kind,
+                &task,
+                lost,
+                recorder,
+                performing,
+            )
+            .await;
             let label = match outcome {
                 Ok(_) => {
                     tracing::debug!("task completed");
@@ -509,13 +570,15 @@ impl Saturation {
 }
 
 /// One attempt: the handler under the kind's timeout, with the task's correlation id, while
-/// a heartbeat keeps the lease. A panic in the handler is an attempt that failed, recorded
-/// now with its backoff rather than found when the lease runs out.
+/// the worker's lease keeper renews its claim (`lost` is cancelled if the claim is lost). A
+/// panic in the handler is an attempt that failed, recorded now with its backoff rather
+/// than found when the lease runs out.
 async fn run_attempt<H: TaskHandler>(
     handler: &H,
     pool: &Pool,
     kind: &KindConfig,
     task: &ClaimedTask,
+    lost: CancellationToken,
     recorder: Option<GroupRecorder<H>>,
     performing: Option<PerformingGuard>,
 ) -> Result<H::Recorded, TaskError> {
@@ -547,7 +610,7 @@ async fn run_attempt<H: TaskHandler>(
                 "timed out after {} ms", kind.timeout.as_millis()
             ))))
         }
-        () = keep_lease(pool, task, kind.lease) => Err(TaskError::ClaimLost),
+        () = lost.cancelled() => Err(TaskError::ClaimLost),
     }
 }
 
@@ -566,51 +629,6 @@ pub async fn run_once<H: TaskHandler>(
         performed_at: Instant::now(),
     };
     record_alone(pool, handler, &performed).await
-}
-
-/// Extends the task's lease every third of a lease while the attempt runs. Returns only
-/// when the claim is lost, so that the attempt stops: it could not commit anyway. A beat
-/// that fails (database unreachable) is retried on the next one; the lease covers the gap.
-async fn keep_lease(pool: &Pool, task: &ClaimedTask, lease: Duration) {
-    let mut beat = tokio::time::interval(lease / 3);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await;
-    loop {
-        beat.tick().await;
-        let extended: Result<bool, TaskError> = async {
-            let mut conn = pool.get().await?;
-            Ok(extend_lease(&mut conn, task, lease).await?)
-        }
-        .await;
-        match extended {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => tracing::warn!(%error, "could not extend the task's lease"),
-        }
-    }
-}
-
-/// The claims this worker holds, so that it can give back the unfinished ones at shutdown.
-#[derive(Clone, Default)]
-struct HeldClaims(Arc<Mutex<HashMap<i64, uuid::Uuid>>>);
-
-impl HeldClaims {
-    fn insert(&self, task: &ClaimedTask) {
-        self.lock().insert(task.id, task.claim_token);
-    }
-
-    fn remove(&self, task_id: i64) {
-        self.lock().remove(&task_id);
-    }
-
-    fn take(&self) -> Vec<(i64, uuid::Uuid)> {
-        self.lock().drain().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, uuid::Uuid>> {
-        // The map stays consistent even if a holder panicked: each operation is one call.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -26,14 +26,16 @@ pub struct TestApp {
 }
 
 /// The API's configuration in tests: a free port, the admin token, no per-client limit
-/// (the tests place their orders from one address; the limit has tests of its own), one
-/// HTTP worker (two cores run several tests at once).
+/// (the tests place their orders from one address) and no admission control (many tests
+/// leave charges waiting on purpose); both have tests of their own. One HTTP worker (two
+/// cores run several tests at once).
 pub fn test_api_config() -> ApiConfig {
     ApiConfig {
         addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         migrate_on_start: false,
         order_rate_limit: 0,
+        admission_max_queue_wait: None,
         workers: 1,
         ..ApiConfig::default()
     }
@@ -311,6 +313,7 @@ impl Drop for Workers {
 pub fn worker_config() -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
+        min_concurrency: 4,
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
         claim_cooldown: Duration::ZERO,

@@ -461,3 +461,68 @@ async fn the_docs_page_loads_nothing_from_another_host() {
     let json = get_with(&app, "/products", None).await;
     assert!(json.headers().contains_key("content-security-policy"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering_reads() {
+    let db = TestDb::new().await;
+    let app = spawn_app_with(
+        &db,
+        orderflow::config::ApiConfig {
+            admission_max_queue_wait: Some(Duration::from_millis(500)),
+            admission_every: Duration::from_millis(50),
+            ..test_api_config()
+        },
+    )
+    .await;
+    let mug = app.create_product("MUG", 1000, 100).await;
+    let first = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+
+    // No payment worker runs, and its first task has been due for ten seconds.
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "UPDATE tasks SET run_at = now() - interval '10 seconds' WHERE kind = 'payment.charge'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_until("new orders to be shed", Duration::from_secs(20), || async {
+        let response = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+        (response.status() == 503).then_some(())
+    })
+    .await;
+    let before = order_count(&db).await;
+    let shed = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+    let retry_after = shed
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    assert_eq!(error_code(shed).await, (503, "overloaded".to_string()));
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        order_count(&db).await,
+        before,
+        "a shed order writes nothing"
+    );
+    // Reads and probes keep answering.
+    assert_eq!(get_with(&app, "/products", None).await.status(), 200);
+    assert_eq!(get_with(&app, "/healthz", None).await.status(), 200);
+    assert_eq!(app.order(&first).await["status"], "pending");
+
+    // The stage catches up: orders are taken again.
+    diesel::sql_query(
+        "UPDATE tasks SET state = 'completed', completed_at = now() WHERE kind = 'payment.charge'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_until(
+        "orders to be taken again",
+        Duration::from_secs(20),
+        || async {
+            let response = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+            (response.status() == 202).then_some(())
+        },
+    )
+    .await;
+}

@@ -422,6 +422,8 @@ impl TaskHandler for AlwaysFails {
 fn options() -> WorkerOptions {
     WorkerOptions {
         concurrency: 4,
+        // A fixed limit (the floor at or above the bound): these tests count claims.
+        min_concurrency: usize::MAX,
         poll_interval: Duration::from_millis(20),
         shutdown_grace: Duration::from_secs(5),
         claim_cooldown: Duration::from_millis(2),

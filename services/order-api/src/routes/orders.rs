@@ -189,7 +189,8 @@ impl From<PlaceError> for ApiError {
         (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
         (status = 429, description = "Too many orders from this client (`ORDER_RATE_LIMIT`); see `Retry-After`", body = ErrorResponse,
          headers(("Retry-After" = String, description = "Seconds to wait"))),
-        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+        (status = 503, description = "`overloaded`: the pipeline is behind, the order was not taken (see `Retry-After`); or `unavailable`: the database is", body = ErrorResponse,
+         headers(("Retry-After" = String, description = "Seconds to wait (when overloaded)")))
     ))]
 #[post("/orders")]
 #[tracing::instrument(name = "place_order", skip_all, fields(order_id))]
@@ -200,6 +201,7 @@ pub async fn create_order(
 ) -> Result<HttpResponse, ApiError> {
     admit_client(&req, &state)?;
     let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
+    let _placing = state.admission.admit().map_err(shed)?;
     let mut conn = state.pool.get().await?;
     let placed = place_order(&mut conn, &order).await?;
     let order_id = placed.order_id();
@@ -225,6 +227,27 @@ pub async fn create_order(
         }
     };
     Ok(response.json(view))
+}
+
+/// A new order turned away because the pipeline is behind: 503 `overloaded`, try again
+/// in a second.
+fn shed(reason: crate::admission::Shed) -> ApiError {
+    use crate::admission::Shed;
+    let (label, message) = match reason {
+        Shed::Backlog(lag) => (
+            "backlog",
+            format!(
+                "the pipeline is {} ms behind; try again shortly",
+                lag.as_millis()
+            ),
+        ),
+        Shed::InFlight => (
+            "in_flight",
+            "too many orders are being placed at once; try again shortly".to_string(),
+        ),
+    };
+    metrics::counter!("orderflow_orders_shed_total", "reason" => label).increment(1);
+    ApiError::new(ErrorCode::Overloaded, message).retry_after(std::time::Duration::from_secs(1))
 }
 
 /// Counts an order against its client's limit (`ORDER_RATE_LIMIT`): 429 with

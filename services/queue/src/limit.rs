@@ -1,0 +1,159 @@
+//! How many attempts of a kind one worker runs at once, sized from what it observes, in
+//! the spirit of adaptive concurrency limits (Netflix's gradient limiters): by Little's
+//! law a kind needs about (tasks per second) × (seconds per attempt) in flight, and only
+//! the kind can see both.
+//!
+//! - While tasks are waiting (claims come back full) and attempts take no longer than
+//!   they usually do, the limit grows: a slow outside call (a payment provider answering in
+//!   half a second) needs hundreds in flight, and more of them cost it nothing.
+//! - When attempts start taking clearly longer than their long-run norm, the limit shrinks:
+//!   the step's own resource (PostgreSQL, for a kind that only writes) is saturating, and
+//!   more in flight would only queue there.
+//! - Without a backlog it drifts back toward what is in use.
+//!
+//! It stays within the configured bounds.
+
+use std::time::{Duration, Instant};
+
+/// How often the limit moves at most.
+const ADJUST_EVERY: Duration = Duration::from_millis(100);
+/// Recent attempts take this much longer than the norm: saturation, shrink.
+const SATURATED: f64 = 1.5;
+/// Recent attempts take at most this much longer than the norm: room to grow.
+const UNLOADED: f64 = 1.2;
+
+/// An exponentially weighted mean.
+#[derive(Debug, Clone, Copy)]
+struct Ewma {
+    value: Option<f64>,
+    weight: f64,
+}
+
+impl Ewma {
+    fn new(weight: f64) -> Self {
+        Self {
+            value: None,
+            weight,
+        }
+    }
+
+    fn add(&mut self, sample: f64) {
+        self.value = Some(match self.value {
+            Some(value) => value + self.weight * (sample - value),
+            None => sample,
+        });
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ConcurrencyLimit {
+    min: f64,
+    max: f64,
+    limit: f64,
+    /// Attempts' whole time, claim to recorded (the outside call, and the wait for the
+    /// database to record it), recent and long-run.
+    recent: Ewma,
+    norm: Ewma,
+    last_adjusted: Instant,
+}
+
+impl ConcurrencyLimit {
+    /// Starts at `min`; `min == max` is a fixed limit.
+    pub(crate) fn new(min: usize, max: usize) -> Self {
+        let max = max.max(1) as f64;
+        let min = (min.max(1) as f64).min(max);
+        Self {
+            min,
+            max,
+            limit: min,
+            recent: Ewma::new(0.2),
+            norm: Ewma::new(0.01),
+            last_adjusted: Instant::now(),
+        }
+    }
+
+    pub(crate) fn current(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// One attempt took `took`, from its claim until it was recorded.
+    pub(crate) fn finished(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        self.recent.add(seconds);
+        self.norm.add(seconds);
+    }
+
+    /// After a claim: `backlog` when it came back full (more tasks wait), `in_flight` the
+    /// attempts running now. Moves the limit at most once per [`ADJUST_EVERY`].
+    pub(crate) fn adjust(&mut self, backlog: bool, in_flight: usize, now: Instant) {
+        if now.duration_since(self.last_adjusted) < ADJUST_EVERY {
+            return;
+        }
+        self.last_adjusted = now;
+        let slower = match (self.recent.value, self.norm.value) {
+            // A floor keeps sub-millisecond noise from reading as saturation.
+            (Some(recent), Some(norm)) => (recent + 0.0005) / (norm + 0.0005),
+            _ => 1.0,
+        };
+        let limit = if slower >= SATURATED {
+            self.limit * 0.9
+        } else if backlog && slower <= UNLOADED {
+            self.limit * 1.25 + 1.0
+        } else if !backlog {
+            (self.limit * 0.98).max(2.0 * in_flight as f64)
+        } else {
+            self.limit
+        };
+        self.limit = limit.clamp(self.min, self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `steps` adjustments, each after one attempt that took `took`; the clock is the
+    /// limit's own, moved on by one interval a step.
+    fn run(
+        limit: &mut ConcurrencyLimit,
+        steps: usize,
+        took: Duration,
+        backlog: bool,
+        in_flight: usize,
+    ) {
+        for _ in 0..steps {
+            limit.finished(took);
+            let now = limit.last_adjusted + ADJUST_EVERY;
+            limit.adjust(backlog, in_flight, now);
+        }
+    }
+
+    #[test]
+    fn a_backlog_of_slow_calls_raises_the_limit_to_its_bound() {
+        let mut limit = ConcurrencyLimit::new(8, 512);
+        run(&mut limit, 40, Duration::from_millis(500), true, 8);
+        assert_eq!(limit.current(), 512);
+    }
+
+    #[test]
+    fn attempts_slowing_down_lower_it_and_no_backlog_lets_it_drift_down() {
+        let mut limit = ConcurrencyLimit::new(8, 512);
+        run(&mut limit, 30, Duration::from_millis(2), true, 8);
+        let grown = limit.current();
+        assert!(grown > 100, "{grown}");
+        // The resource saturates: attempts take five times as long.
+        run(&mut limit, 10, Duration::from_millis(10), true, grown);
+        assert!(limit.current() < grown, "{} after {grown}", limit.current());
+        let lowered = limit.current();
+        run(&mut limit, 200, Duration::from_millis(2), false, 4);
+        assert!(limit.current() < lowered);
+        assert!(limit.current() >= 8);
+    }
+
+    #[test]
+    fn equal_bounds_are_a_fixed_limit() {
+        let mut limit = ConcurrencyLimit::new(16, 16);
+        run(&mut limit, 20, Duration::from_millis(500), true, 16);
+        assert_eq!(limit.current(), 16);
+    }
+}
