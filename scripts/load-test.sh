@@ -3,7 +3,12 @@
 # load-tests/storefront.js against a fresh stack on a fresh database, then this prints a
 # report (also written as JSON) and checks the spec's invariants.
 #
-#   scripts/load-test.sh [smoke|load|stress|soak]
+#   scripts/load-test.sh [smoke|load|stress|soak|gateway-latency|overload]
+#
+# gateway-latency: 400 orders/s for 60 s against a provider that takes 500 ms a charge
+# (GATEWAY_LATENCY_P50_MS / _P99_MS), 5 % declined cards, no polling.
+# overload: 1,500 orders/s for 60 s, no provider latency, 5 % declined, no polling: the API
+# sheds what the pipeline cannot finish soon (503 overloaded, reported as shed).
 #
 # Environment: RATE, DURATION, POLL, BROWSE_EVERY, DECLINE_RATE (passed to k6, see load-tests/README.md);
 # CARGO_PROFILE (release; dev reuses the test build); BIN_DIR (prebuilt binaries: no build); CEILING_SECONDS (10; 0 skips pgbench);
@@ -19,7 +24,15 @@ cd "$ROOT"
 . scripts/lib.sh
 
 profile="${1:-smoke}"
-case "$profile" in smoke|load|stress|soak) ;; *) die "unknown profile $profile (smoke, load, stress, soak)" ;; esac
+case "$profile" in
+    smoke|load|stress|soak) ;;
+    gateway-latency)
+        export GATEWAY_LATENCY_P50_MS="${GATEWAY_LATENCY_P50_MS:-500}" GATEWAY_LATENCY_P99_MS="${GATEWAY_LATENCY_P99_MS:-500}"
+        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" ;;
+    overload)
+        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" ;;
+    *) die "unknown profile $profile (smoke, load, stress, soak, gateway-latency, overload)" ;;
+esac
 cargo_profile="${CARGO_PROFILE:-release}"
 export PGOPTIONS="-c client_min_messages=warning"
 
@@ -242,6 +255,9 @@ SELECT json_build_object(
   'accepted_per_second', count(*) / nullif(extract(epoch FROM max(created_at) - min(created_at)), 0),
   'finished_per_second', count(finished_at) / nullif(extract(epoch FROM max(finished_at) - min(created_at)), 0),
   'fulfilled_per_second', count(fulfilled_at) / nullif(extract(epoch FROM max(fulfilled_at) - min(created_at)), 0),
+  'accept_to_terminal_ms', json_build_object(
+      'p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at) * 1000) FILTER (WHERE finished_at IS NOT NULL),
+      'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at) * 1000) FILTER (WHERE finished_at IS NOT NULL)),
   'accept_to_fulfil_ms', json_build_object(
       'p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fulfilled_at - created_at) * 1000) FILTER (WHERE fulfilled_at IS NOT NULL),
       'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM fulfilled_at - created_at) * 1000) FILTER (WHERE fulfilled_at IS NOT NULL)))
@@ -351,6 +367,8 @@ report = {
     "orders_finished_per_second_end_to_end": db.get("finished_per_second"),
     "orders_fulfilled_per_second_end_to_end": db.get("fulfilled_per_second"),
     "accept_to_fulfil_ms": db.get("accept_to_fulfil_ms"),
+    "accept_to_terminal_ms": db.get("accept_to_terminal_ms"),
+    "orders_shed": int(metrics.get("orders_shed", {}).get("count", 0)),
     "place_order_ms": {k: place.get(k) for k in ("med", "p(95)", "p(99)", "max")},
     "get_order_ms": {k: poll.get(k) for k in ("med", "p(95)", "p(99)", "max")} if poll else None,
     "http_requests": metrics.get("http_reqs", {}).get("count"),
@@ -376,6 +394,7 @@ with open(os.path.join(out, "report.json"), "w") as f:
 def fmt(v, digits=1):
     return "-" if v is None else (f"{v:,.{digits}f}" if isinstance(v, (int, float)) else str(v))
 a2f = report["accept_to_fulfil_ms"] or {}
+a2t = report["accept_to_terminal_ms"] or {}
 pk = report["idle_pickup_ms"] or {}
 rows = [
     ("orders (fulfilled / cancelled)", f"{fmt(report['orders'],0)} ({fmt(report['fulfilled'],0)} / {fmt(report['cancelled'],0)})"),
@@ -385,6 +404,8 @@ rows = [
     ("POST /orders p50 / p95 / p99 ms", " / ".join(fmt(place.get(k), 2) for k in ("med", "p(95)", "p(99)"))),
     ("GET /orders/{id} p50 / p95 / p99 ms", " / ".join(fmt(poll.get(k), 2) for k in ("med", "p(95)", "p(99)")) if poll else "- (no order polled: POLL=0)"),
     ("acceptance -> fulfilment p50 / p99 ms", f"{fmt(a2f.get('p50'))} / {fmt(a2f.get('p99'))}"),
+    ("acceptance -> terminal p50 / p99 ms", f"{fmt(a2t.get('p50'))} / {fmt(a2t.get('p99'))}"),
+    ("orders shed (503 overloaded)", fmt(report["orders_shed"], 0)),
     ("idle pickup p50 / p99 ms", f"{fmt(pk.get('p50'), 2)} / {fmt(pk.get('p99'), 2)}"),
     ("HTTP errors / order errors", f"{fmt(report['http_error_rate'], 4)} / {fmt(report['order_error_rate'], 4)}"),
     ("ceiling: pgbench insert tps", fmt(ceiling_tps, 0)),

@@ -513,7 +513,7 @@ pub struct GatewaySimConfig {
     pub lost_response_rate: f64,
     /// `GATEWAY_IDEMPOTENCY_WINDOW_SECS` (86,400): how long an idempotency key is kept.
     pub idempotency_window: Duration,
-    /// `GATEWAY_MAX_KEYS` (1,000,000): keys kept at most; the oldest go first.
+    /// `GATEWAY_MAX_KEYS` (300,000, about 225 MB): keys kept at most; the oldest go first.
     pub max_keys: usize,
     /// `GATEWAY_JOURNAL_DIR`: where charges and refunds are written, so that a restarted
     /// simulator remembers them (unset: memory only).
@@ -546,7 +546,7 @@ impl GatewaySimConfig {
                 "must be between 1 and 2592000 (30 days)",
             ));
         }
-        let max_keys = var("GATEWAY_MAX_KEYS", 1_000_000usize)?;
+        let max_keys = var("GATEWAY_MAX_KEYS", 300_000usize)?;
         if !(1..=100_000_000).contains(&max_keys) {
             return Err(invalid(
                 "GATEWAY_MAX_KEYS",

@@ -6,9 +6,10 @@
 //! - While tasks are waiting (claims come back full) and attempts take no longer than
 //!   they usually do, the limit grows: a slow outside call (a payment provider answering in
 //!   half a second) needs hundreds in flight, and more of them cost it nothing.
-//! - When attempts start taking clearly longer than their long-run norm, the limit shrinks:
-//!   the step's own resource (PostgreSQL, for a kind that only writes) is saturating, and
-//!   more in flight would only queue there.
+//! - When attempts start taking clearly longer than they do unloaded (the lowest recent
+//!   mean of the last 10 to 20 seconds), the limit shrinks: the step's own resource
+//!   (PostgreSQL, for a kind that only writes) is saturating, and more in flight would only
+//!   queue there.
 //! - Without a backlog it drifts back toward what is in use.
 //!
 //! It stays within the configured bounds.
@@ -17,10 +18,14 @@ use std::time::{Duration, Instant};
 
 /// How often the limit moves at most.
 const ADJUST_EVERY: Duration = Duration::from_millis(100);
-/// Recent attempts take this much longer than the norm: saturation, shrink.
+/// Recent attempts take this much longer than unloaded: saturation, shrink.
 const SATURATED: f64 = 1.5;
-/// Recent attempts take at most this much longer than the norm: room to grow.
+/// Recent attempts take at most this much longer than unloaded: room to grow.
 const UNLOADED: f64 = 1.2;
+/// How long a lowest recent mean counts as the unloaded time: it is the lowest of this
+/// window and the one before, so that a lucky moment long ago does not make every later
+/// one look saturated.
+const BASELINE_WINDOW: Duration = Duration::from_secs(10);
 
 /// An exponentially weighted mean.
 #[derive(Debug, Clone, Copy)]
@@ -51,9 +56,12 @@ pub(crate) struct ConcurrencyLimit {
     max: f64,
     limit: f64,
     /// Attempts' whole time, claim to recorded (the outside call, and the wait for the
-    /// database to record it), recent and long-run.
+    /// database to record it), as a recent mean.
     recent: Ewma,
-    norm: Ewma,
+    /// The lowest recent mean of this baseline window and of the one before.
+    lowest: f64,
+    lowest_before: f64,
+    window_started: Instant,
     last_adjusted: Instant,
 }
 
@@ -67,7 +75,9 @@ impl ConcurrencyLimit {
             max,
             limit: min,
             recent: Ewma::new(0.2),
-            norm: Ewma::new(0.01),
+            lowest: f64::INFINITY,
+            lowest_before: f64::INFINITY,
+            window_started: Instant::now(),
             last_adjusted: Instant::now(),
         }
     }
@@ -78,9 +88,18 @@ impl ConcurrencyLimit {
 
     /// One attempt took `took`, from its claim until it was recorded.
     pub(crate) fn finished(&mut self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        self.recent.add(seconds);
-        self.norm.add(seconds);
+        self.recent.add(took.as_secs_f64());
+    }
+
+    /// The unloaded time: the lowest recent mean of the last one or two windows.
+    fn unloaded(&mut self, recent: f64, now: Instant) -> f64 {
+        if now.duration_since(self.window_started) >= BASELINE_WINDOW {
+            self.lowest_before = self.lowest;
+            self.lowest = f64::INFINITY;
+            self.window_started = now;
+        }
+        self.lowest = self.lowest.min(recent);
+        self.lowest.min(self.lowest_before)
     }
 
     /// After a claim: `backlog` when it came back full (more tasks wait), `in_flight` the
@@ -90,10 +109,10 @@ impl ConcurrencyLimit {
             return;
         }
         self.last_adjusted = now;
-        let slower = match (self.recent.value, self.norm.value) {
+        let slower = match self.recent.value {
             // A floor keeps sub-millisecond noise from reading as saturation.
-            (Some(recent), Some(norm)) => (recent + 0.0005) / (norm + 0.0005),
-            _ => 1.0,
+            Some(recent) => (recent + 0.0005) / (self.unloaded(recent, now) + 0.0005),
+            None => 1.0,
         };
         let limit = if slower >= SATURATED {
             self.limit * 0.9
@@ -141,7 +160,7 @@ mod tests {
         run(&mut limit, 30, Duration::from_millis(2), true, 8);
         let grown = limit.current();
         assert!(grown > 100, "{grown}");
-        // The resource saturates: attempts take five times as long.
+        // The resource saturates: attempts take five times as long as they did unloaded.
         run(&mut limit, 10, Duration::from_millis(10), true, grown);
         assert!(limit.current() < grown, "{} after {grown}", limit.current());
         let lowered = limit.current();
@@ -155,5 +174,13 @@ mod tests {
         let mut limit = ConcurrencyLimit::new(16, 16);
         run(&mut limit, 20, Duration::from_millis(500), true, 16);
         assert_eq!(limit.current(), 16);
+    }
+
+    #[test]
+    fn a_steady_slow_call_is_not_mistaken_for_saturation_once_it_is_the_norm() {
+        let mut limit = ConcurrencyLimit::new(8, 512);
+        // Half a second a call from the start, with a backlog: only growth.
+        run(&mut limit, 300, Duration::from_millis(500), true, 8);
+        assert_eq!(limit.current(), 512);
     }
 }
