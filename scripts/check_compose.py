@@ -13,7 +13,10 @@ Checked:
 - workers can be scaled (no container_name, no fixed host ports);
 - the Dockerfile's COPY sources exist and are not excluded by .dockerignore; the runtime
   stage is not a build image and runs as a non-root user;
-- the k6 service mounts load-tests/ and runs a script that exists there.
+- the k6 service mounts load-tests/ and runs a script that exists there;
+- the monitoring profile: every file Prometheus and Grafana mount exists, Prometheus
+  scrapes the API's port and each worker service on its METRICS_ADDR port, and every
+  metric the Grafana dashboard queries is one the code exports.
 """
 import fnmatch
 import json
@@ -198,6 +201,8 @@ def main():
             if not local.exists():
                 problem(f"k6: runs {script}, but {local} does not exist")
 
+    check_monitoring(services)
+
     if problems:
         print("docker-compose.yml / Dockerfile problems:", file=sys.stderr)
         for message in problems:
@@ -205,6 +210,48 @@ def main():
         return 1
     print(f"compose cross-checks: {len(services)} services consistent with the code and the Dockerfile")
     return 0
+
+
+def exported_metrics():
+    """Metric names the code registers, with the suffixes Prometheus derives from them."""
+    names = set()
+    for source in ROOT.glob("services/*/src/**/*.rs"):
+        names.update(re.findall(r'"(orderflow_[a-z_]+)"', source.read_text()))
+    derived = {f"{n}{suffix}" for n in names for suffix in ("_bucket", "_count", "_sum")}
+    return names | derived
+
+
+def check_monitoring(services):
+    prometheus, grafana = services.get("prometheus"), services.get("grafana")
+    if not prometheus or not grafana:
+        problem("the monitoring profile needs a prometheus and a grafana service")
+        return
+    for service in (prometheus, grafana):
+        for volume in service.get("volumes", []):
+            if volume.get("type") == "bind" and not Path(volume["source"]).exists():
+                problem(f"monitoring: {volume['source']} is mounted but does not exist")
+    config = (ROOT / "monitoring/prometheus.yml").read_text()
+    api_port = services.get("order-api", {}).get("environment", {}).get("API_ADDR", "").rsplit(":", 1)[-1]
+    if f"order-api:{api_port}" not in config:
+        problem(f"monitoring/prometheus.yml does not scrape order-api:{api_port}")
+    for name, service in services.items():
+        if name.endswith("-worker"):
+            port = service.get("environment", {}).get("METRICS_ADDR", "").rsplit(":", 1)[-1]
+            if f'"{name}"' not in config or f"port: {port}" not in config:
+                problem(f"monitoring/prometheus.yml does not scrape {name} on its metrics port {port}")
+    exported = exported_metrics()
+    for dashboard in sorted((ROOT / "monitoring/grafana/dashboards").glob("*.json")):
+        try:
+            model = json.loads(dashboard.read_text())
+        except ValueError as error:
+            problem(f"{dashboard.name}: not JSON ({error})")
+            continue
+        queries = [t.get("expr", "") for p in model.get("panels", []) for t in p.get("targets", [])]
+        if not queries:
+            problem(f"{dashboard.name}: no panel queries anything")
+        for query in queries:
+            for metric in sorted(set(re.findall(r"\b(orderflow_[a-z_]+)", query)) - exported):
+                problem(f"{dashboard.name}: queries {metric}, which no service exports")
 
 
 if __name__ == "__main__":

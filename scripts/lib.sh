@@ -51,6 +51,23 @@ ensure_cluster_tools() {
     fi
 }
 
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own browser
+# download cannot reach its host from every machine). Prints the browser's path.
+ensure_chromium() {
+    local path="${CHROMIUM:-/usr/bin/chromium}"
+    if [ ! -x "$path" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            log "installing Chromium from Debian's packages (browser tests)"
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+                || die "apt-get install chromium failed"
+        else
+            die "Chromium is missing at $path: install it (apt-get install chromium) or set CHROMIUM"
+        fi
+    fi
+    echo "$path"
+}
+
 # Clusters of fault-injection runs that were interrupted before they could stop them.
 stop_leftover_test_clusters() {
     local data bin

@@ -20,11 +20,16 @@ cd "$ROOT"
 # by default) is off unless set.
 : "${ORDER_RATE_LIMIT:=0}"
 # The payment worker charges through gateway-sim over HTTP; its journal remembers charges
-# across restarts. GATEWAY_LATENCY_P50_MS / _P99_MS make it as slow as a real provider.
+# across restarts. It answers as slowly as a real provider (300 ms median, 800 ms p99), so
+# that an order's page shows it move from step to step; GATEWAY_LATENCY_P50_MS=0
+# GATEWAY_LATENCY_P99_MS=0 make it answer at once.
+: "${GATEWAY_LATENCY_P50_MS:=300}"
+: "${GATEWAY_LATENCY_P99_MS:=800}"
 : "${GATEWAY_ADDR:=127.0.0.1:8090}"
 : "${GATEWAY_JOURNAL_DIR:=$ROOT/.data/gateway}"
 : "${PAYMENT_GATEWAY_URL:=http://$GATEWAY_ADDR}"
-export API_ADDR MAIL_DIR PUBLIC_URL ORDER_RATE_LIMIT GATEWAY_ADDR GATEWAY_JOURNAL_DIR PAYMENT_GATEWAY_URL
+export API_ADDR MAIL_DIR PUBLIC_URL ORDER_RATE_LIMIT GATEWAY_ADDR GATEWAY_JOURNAL_DIR PAYMENT_GATEWAY_URL \
+    GATEWAY_LATENCY_P50_MS GATEWAY_LATENCY_P99_MS
 
 ensure_rust
 command -v curl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq curl >/dev/null; } \
@@ -124,7 +129,8 @@ fi
 cat <<MSG
 
 Orderflow is running.
-  API:       $api   (try: curl $api/products | head -c 300)
+  Storefront: $api/            (buy something, then watch the order move)
+  API:       $api   (try: curl $api/products | head -c 300; reference: $api/docs)
   Database:  \$DATABASE_URL (tables orders, tasks, ...)
   Logs:      .data/logs/
 Press Ctrl-C to stop.

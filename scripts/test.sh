@@ -14,7 +14,10 @@ stop_leftover_test_clusters
 ORDERFLOW_TEST_PYTHON="$(ensure_python_tools aiosmtpd)"
 # The API contract test runs schemathesis from the same virtualenv.
 ensure_python_tools schemathesis >/dev/null
-export ORDERFLOW_TEST_PYTHON
+# The browser tests: Playwright (its Python package) driving Debian's Chromium.
+ensure_python_tools playwright >/dev/null
+CHROMIUM="$(ensure_chromium)"
+export ORDERFLOW_TEST_PYTHON CHROMIUM
 export TEST_DATABASE_URL="$DATABASE_URL"
 
 # Leftovers of interrupted runs (each test normally drops its own database) and templates

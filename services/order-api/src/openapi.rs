@@ -88,6 +88,14 @@ pub struct QueueOverview {
 #[derive(Serialize, ToSchema)]
 pub struct DeadTasks {
     pub tasks: Vec<DeadTaskView>,
+    /// How many dead tasks match the filter in all (the list stops at `limit`).
+    pub matching: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RetriedTasks {
+    /// How many dead tasks are waiting again.
+    pub retried: i64,
 }
 
 #[derive(Serialize, ToSchema)]

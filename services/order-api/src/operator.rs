@@ -70,7 +70,7 @@ pub async fn queue(conn: &mut AsyncPgConnection) -> Result<String, CommandError>
 
 /// The most recent dead tasks with their last error.
 pub async fn dead_tasks(conn: &mut AsyncPgConnection, limit: i64) -> Result<String, CommandError> {
-    let rows: Vec<Vec<String>> = admin::dead_tasks(conn, limit)
+    let rows: Vec<Vec<String>> = admin::dead_tasks(conn, &admin::DeadFilter::default(), limit)
         .await?
         .into_iter()
         .map(|task| {

@@ -15,7 +15,7 @@ use crate::body_deadline::{body_deadline, BodyTimeout};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ApiDoc, DOCS_INIT_JS, DOCS_PAGE};
 use crate::request_context::request_context;
-use crate::routes::{admin, health, orders, products};
+use crate::routes::{admin, health, live, orders, pages, products};
 use crate::state::AppState;
 
 /// Bodies above this are refused with 413 before they are parsed.
@@ -63,10 +63,17 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     );
     admission.watch(
         pool.clone(),
-        orderflow::tasks::TaskKind::PaymentCharge.as_str(),
+        orderflow::tasks::TaskKind::ALL
+            .iter()
+            .map(|kind| kind.as_str())
+            .collect(),
         config.admission_every,
     );
+    let order_feed = crate::order_feed::OrderFeed::default();
+    order_feed.start(pool.clone());
     let state = web::Data::new(AppState {
+        order_feed,
+        ops_stats: crate::ops_stats::OpsStats::default(),
         admission,
         pool,
         admin_token: config.admin_token.clone(),
@@ -95,9 +102,13 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .service(orders::list_orders)
             .service(orders::get_order)
             .service(orders::cancel_order)
+            .service(live::order_events)
             .service(admin::queue_overview)
             .service(admin::dead_tasks)
+            // Before `/admin/tasks/{id}/retry`, which would take `dead` for an id.
+            .service(admin::retry_dead_tasks)
             .service(admin::retry_task)
+            .service(admin::pipeline_stats)
             .split_for_parts();
         let openapi = web::Data::new(openapi);
         app.app_data(state.clone())
@@ -116,6 +127,7 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .route("/docs/init.js", web::get().to(docs_init))
             .route("/docs/swagger-ui-bundle.js", web::get().to(docs_bundle))
             .route("/docs/swagger-ui.css", web::get().to(docs_css))
+            .configure(pages::configure)
             .default_service(web::to(unknown_route))
             .wrap(middleware::from_fn(body_deadline))
             .wrap(

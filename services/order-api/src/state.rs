@@ -18,6 +18,10 @@ pub struct AppState {
     pub order_limiter: Option<crate::rate_limit::RateLimiter>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub admission: std::sync::Arc<crate::admission::Admission>,
+    /// Wakes the live order pages' streams when their order moves.
+    pub order_feed: crate::order_feed::OrderFeed,
+    /// The `/ops` view, built at most once a second.
+    pub ops_stats: crate::ops_stats::OpsStats,
 }
 
 /// Present only on requests that carried the admin bearer token.

@@ -145,12 +145,12 @@ pub struct ApiConfig {
     /// The queue gauges of `/metrics` are read from the database at most this often.
     pub queue_gauges_every: Duration,
     /// `ADMISSION_MAX_QUEUE_WAIT_MS` (1,000; `0` turns it off): new orders are turned away
-    /// (503 `overloaded`) while the oldest due first-stage task has waited longer.
+    /// (503 `overloaded`) while the oldest due task of any stage has waited longer.
     pub admission_max_queue_wait: Option<Duration>,
     /// `API_MAX_ORDERS_IN_FLIGHT` (64): orders being placed at once in this process, at most;
     /// more are turned away (503 `overloaded`) rather than queued for the database.
     pub max_orders_in_flight: usize,
-    /// How often the first stage's backlog is read for admission control.
+    /// How often the stages' backlog is read for admission control.
     pub admission_every: Duration,
 }
 

@@ -72,6 +72,31 @@ pub async fn oldest_due_wait(
     Ok(std::time::Duration::from_secs_f64(oldest.seconds.max(0.0)))
 }
 
+/// The longest that the oldest due task of any of `kinds` has waited (zero when none
+/// waits): one row from the front of the waiting tasks' index per kind. How far behind
+/// the slowest stage of a pipeline is.
+pub async fn longest_due_wait(
+    conn: &mut AsyncPgConnection,
+    kinds: &[&str],
+) -> diesel::QueryResult<std::time::Duration> {
+    #[derive(QueryableByName)]
+    struct Oldest {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        seconds: f64,
+    }
+    let oldest: Oldest = crate::prepared_sql(
+        "SELECT coalesce(max(extract(epoch FROM now() - first.run_at)), 0)::float8 AS seconds \
+         FROM unnest($1::text[]) AS k(kind) \
+         CROSS JOIN LATERAL ( \
+             SELECT run_at FROM tasks WHERE kind = k.kind AND state = 'waiting' AND run_at <= now() \
+             ORDER BY run_at, id LIMIT 1) first",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(kinds)
+    .get_result(conn)
+    .await?;
+    Ok(std::time::Duration::from_secs_f64(oldest.seconds.max(0.0)))
+}
+
 /// `filter` is one of the two fixed clauses above, never input.
 async fn counts(
     conn: &mut AsyncPgConnection,
@@ -113,43 +138,131 @@ pub struct DeadTaskView {
     pub died_at: DateTime<Utc>,
 }
 
-/// Dead tasks, most recent first.
+/// Which dead tasks an operator means: of one kind, and/or whose last error contains a
+/// text (case-insensitive). The default means every dead task.
+#[derive(Debug, Clone, Default)]
+pub struct DeadFilter {
+    pub kind: Option<String>,
+    pub error_contains: Option<String>,
+}
+
+impl DeadFilter {
+    /// `$1` the kind or NULL, `$2` a LIKE pattern or NULL (the text with `%`, `_` and `\`
+    /// escaped, so that they match themselves).
+    const WHERE: &'static str = "state = 'dead' AND ($1::text IS NULL OR kind = $1) \
+         AND ($2::text IS NULL OR coalesce(last_error, '') ILIKE $2)";
+
+    fn pattern(&self) -> Option<String> {
+        self.error_contains.as_deref().map(|text| {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        })
+    }
+}
+
+/// Dead tasks that match `filter`, most recent first.
 pub async fn dead_tasks(
     conn: &mut AsyncPgConnection,
+    filter: &DeadFilter,
     limit: i64,
 ) -> diesel::QueryResult<Vec<DeadTaskView>> {
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT id, kind, payload, attempts, last_error, errors, created_at, updated_at AS died_at \
-         FROM tasks WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1",
-    )
+         FROM tasks WHERE {} ORDER BY updated_at DESC, id DESC LIMIT $3",
+        DeadFilter::WHERE
+    ))
+    .bind::<Nullable<Text>, _>(filter.kind.as_deref())
+    .bind::<Nullable<Text>, _>(filter.pattern())
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await
 }
 
+/// How many dead tasks match `filter` (what "retry all" would retry).
+pub async fn count_dead(
+    conn: &mut AsyncPgConnection,
+    filter: &DeadFilter,
+) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let row: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM tasks WHERE {}",
+        DeadFilter::WHERE
+    ))
+    .bind::<Nullable<Text>, _>(filter.kind.as_deref())
+    .bind::<Nullable<Text>, _>(filter.pattern())
+    .get_result(conn)
+    .await?;
+    Ok(row.count)
+}
+
 /// Gives a dead task a fresh set of attempts, due now. Returns false when the task does
 /// not exist or is not dead.
 pub async fn retry_dead(conn: &mut AsyncPgConnection, task_id: i64) -> diesel::QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Retried {
-        #[diesel(sql_type = Text)]
-        kind: String,
-    }
-    let retried: Vec<Retried> = diesel::sql_query(
-        "UPDATE tasks SET state = 'waiting', attempts = 0, run_at = now(), updated_at = now() \
-         WHERE id = $1 AND state = 'dead' RETURNING kind",
-    )
-    .bind::<Int8, _>(task_id)
-    .load(conn)
-    .await?;
-    let Some(task) = retried.into_iter().next() else {
-        return Ok(false);
-    };
-    diesel::sql_query("SELECT pg_notify($1, '')")
-        .bind::<Text, _>(notify_channel(&task.kind))
-        .execute(conn)
+    conn.transaction(async |conn| {
+        let retried: Vec<Retried> = diesel::sql_query(format!(
+            "{RETRY} WHERE id = $1 AND state = 'dead' RETURNING kind"
+        ))
+        .bind::<Int8, _>(task_id)
+        .load(conn)
         .await?;
-    Ok(true)
+        wake_workers(conn, &retried).await?;
+        Ok(!retried.is_empty())
+    })
+    .await
+}
+
+/// Retries every dead task that matches `filter`, as [`retry_dead`] does one; returns how
+/// many.
+pub async fn retry_dead_matching(
+    conn: &mut AsyncPgConnection,
+    filter: &DeadFilter,
+) -> diesel::QueryResult<usize> {
+    conn.transaction(async |conn| {
+        let retried: Vec<Retried> = diesel::sql_query(format!(
+            "{RETRY} WHERE {} RETURNING kind",
+            DeadFilter::WHERE
+        ))
+        .bind::<Nullable<Text>, _>(filter.kind.as_deref())
+        .bind::<Nullable<Text>, _>(filter.pattern())
+        .load(conn)
+        .await?;
+        wake_workers(conn, &retried).await?;
+        Ok(retried.len())
+    })
+    .await
+}
+
+const RETRY: &str =
+    "UPDATE tasks SET state = 'waiting', attempts = 0, run_at = now(), updated_at = now()";
+
+#[derive(QueryableByName)]
+struct Retried {
+    #[diesel(sql_type = Text)]
+    kind: String,
+}
+
+/// One wake-up per kind that has tasks due again, sent when the retry commits.
+async fn wake_workers(
+    conn: &mut AsyncPgConnection,
+    retried: &[Retried],
+) -> diesel::QueryResult<()> {
+    let mut kinds: Vec<&str> = retried.iter().map(|task| task.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        diesel::sql_query("SELECT pg_notify($1, '')")
+            .bind::<Text, _>(notify_channel(kind))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Deletes up to `limit` completed tasks of `kind` that completed more than `retention`

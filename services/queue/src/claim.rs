@@ -306,28 +306,60 @@ pub(crate) async fn extend_leases(
     conn: &mut AsyncPgConnection,
     claims: &[(i64, uuid::Uuid)],
     lease: Duration,
-) -> diesel::QueryResult<Vec<(i64, uuid::Uuid)>> {
+) -> diesel::QueryResult<Vec<LeaseRenewal>> {
     #[derive(QueryableByName)]
-    struct Renewed {
+    struct Row {
         #[diesel(sql_type = Int8)]
         id: i64,
         #[diesel(sql_type = SqlUuid)]
         token: uuid::Uuid,
+        #[diesel(sql_type = Bool)]
+        renewed: bool,
     }
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
-    let renewed: Vec<Renewed> = prepared_sql(
-        "UPDATE tasks AS t SET lease_expires_at = clock_timestamp() + make_interval(secs => $1) \
-         FROM unnest($2::bigint[], $3::uuid[]) AS held(id, token) \
-         WHERE t.id = held.id AND t.claim_token = held.token \
-           AND t.lease_expires_at > clock_timestamp() \
-         RETURNING t.id, held.token",
+    // The rows are locked with SKIP LOCKED: a row that another transaction holds (its
+    // attempt being recorded, mostly) is neither waited for nor renewed. Waiting would
+    // hold up every other claim's renewal, and two statements that lock rows of the same
+    // group in different orders deadlock (seen under load: a second's stall each time,
+    // until PostgreSQL's deadlock check). The final SELECT reads the rows as they were
+    // before this statement, without a lock: a skipped claim that is still held is kept.
+    let rows: Vec<Row> = prepared_sql(
+        "WITH held AS ( \
+             SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)), \
+         free AS ( \
+             SELECT t.id FROM tasks t JOIN held ON t.id = held.id \
+             WHERE t.claim_token = held.token AND t.lease_expires_at > clock_timestamp() \
+             FOR UPDATE OF t SKIP LOCKED), \
+         renewed AS ( \
+             UPDATE tasks AS t SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) \
+             FROM free WHERE t.id = free.id \
+             RETURNING t.id) \
+         SELECT held.id, held.token, renewed.id IS NOT NULL AS renewed \
+         FROM held \
+         JOIN tasks t ON t.id = held.id AND t.claim_token = held.token \
+                     AND t.lease_expires_at > clock_timestamp() \
+         LEFT JOIN renewed ON renewed.id = held.id",
     )
-    .bind::<Double, _>(lease.as_secs_f64())
     .bind::<Array<Int8>, _>(ids)
     .bind::<Array<SqlUuid>, _>(tokens)
+    .bind::<Double, _>(lease.as_secs_f64())
     .load(conn)
     .await?;
-    Ok(renewed.into_iter().map(|row| (row.id, row.token)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| LeaseRenewal {
+            claim: (row.id, row.token),
+            renewed: row.renewed,
+        })
+        .collect())
+}
+
+/// A held claim after a renewal: renewed, or still held but skipped this time (its row
+/// was locked). A claim missing from the answer is lost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaseRenewal {
+    pub claim: (i64, uuid::Uuid),
+    pub renewed: bool,
 }
 
 /// Gives claimed tasks back at shutdown: due again at once, and the interrupted attempt is

@@ -59,18 +59,20 @@ impl HeldClaims {
             .collect()
     }
 
-    /// One beat: renews every held lease in one statement; claims not renewed are lost.
+    /// One beat: renews every held lease in one statement. A claim whose row was locked
+    /// keeps its lease clock as it was; a claim no longer held is lost.
     async fn renew(&self, pool: &Pool, lease: Duration) -> Result<(), TaskError> {
         let claims = self.claims();
         if claims.is_empty() {
             return Ok(());
         }
         let sent = Instant::now();
-        let renewed: std::collections::HashSet<(i64, Uuid)> = {
+        let answers: std::collections::HashMap<(i64, Uuid), bool> = {
             let mut conn = pool.get().await?;
             extend_leases(&mut conn, &claims, lease)
                 .await?
                 .into_iter()
+                .map(|answer| (answer.claim, answer.renewed))
                 .collect()
         };
         let held = self.lock();
@@ -79,10 +81,10 @@ impl HeldClaims {
             let Some(entry) = held.get(&claim.0).filter(|h| h.token == claim.1) else {
                 continue;
             };
-            if renewed.contains(&claim) {
-                entry.lease.renew(sent + lease);
-            } else {
-                entry.lost.cancel();
+            match answers.get(&claim) {
+                Some(true) => entry.lease.renew(sent + lease),
+                Some(false) => {}
+                None => entry.lost.cancel(),
             }
         }
         Ok(())

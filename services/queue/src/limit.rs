@@ -6,6 +6,8 @@
 //! - While tasks are waiting (claims come back full) and attempts take no longer than
 //!   they usually do, the limit grows: a slow outside call (a payment provider answering in
 //!   half a second) needs hundreds in flight, and more of them cost it nothing.
+//!   Until the first sign of saturation since the kind was last idle, it doubles (a slow
+//!   start, as TCP's): a burst meets a limit that reaches the hundreds within a second.
 //! - When attempts start taking clearly longer than they do unloaded (the lowest recent
 //!   mean of the last 10 to 20 seconds), the limit shrinks: the step's own resource
 //!   (PostgreSQL, for a kind that only writes) is saturating, and more in flight would only
@@ -17,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 /// How often the limit moves at most.
-const ADJUST_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const ADJUST_EVERY: Duration = Duration::from_millis(100);
 /// Recent attempts take this much longer than unloaded: saturation, shrink.
 const SATURATED: f64 = 1.5;
 /// Recent attempts take at most this much longer than unloaded: room to grow.
@@ -63,6 +65,8 @@ pub(crate) struct ConcurrencyLimit {
     lowest_before: f64,
     window_started: Instant,
     last_adjusted: Instant,
+    /// Saturation was seen since the kind was last idle: grow gently from now on.
+    saturated_once: bool,
 }
 
 impl ConcurrencyLimit {
@@ -79,6 +83,7 @@ impl ConcurrencyLimit {
             lowest_before: f64::INFINITY,
             window_started: Instant::now(),
             last_adjusted: Instant::now(),
+            saturated_once: false,
         }
     }
 
@@ -102,6 +107,11 @@ impl ConcurrencyLimit {
         self.lowest.min(self.lowest_before)
     }
 
+    /// Whether the limit is below its bound.
+    pub(crate) fn can_grow(&self) -> bool {
+        self.limit < self.max
+    }
+
     /// After a claim: `backlog` when it came back full (more tasks wait), `in_flight` the
     /// attempts running now. Moves the limit at most once per [`ADJUST_EVERY`].
     pub(crate) fn adjust(&mut self, backlog: bool, in_flight: usize, now: Instant) {
@@ -114,8 +124,14 @@ impl ConcurrencyLimit {
             Some(recent) => (recent + 0.0005) / (self.unloaded(recent, now) + 0.0005),
             None => 1.0,
         };
+        if in_flight == 0 {
+            self.saturated_once = false;
+        }
         let limit = if slower >= SATURATED {
+            self.saturated_once = true;
             self.limit * 0.9
+        } else if backlog && slower <= UNLOADED && !self.saturated_once {
+            self.limit * 2.0
         } else if backlog && slower <= UNLOADED {
             self.limit * 1.25 + 1.0
         } else if !backlog {
@@ -182,5 +198,29 @@ mod tests {
         // Half a second a call from the start, with a backlog: only growth.
         run(&mut limit, 300, Duration::from_millis(500), true, 8);
         assert_eq!(limit.current(), 512);
+    }
+
+    #[test]
+    fn a_burst_doubles_the_limit_until_the_first_saturation_then_grows_gently() {
+        let mut limit = ConcurrencyLimit::new(8, 512);
+        // Six adjustments, 0.6 s: 8 doubled six times.
+        run(&mut limit, 6, Duration::from_millis(500), true, 8);
+        assert_eq!(limit.current(), 512);
+
+        let mut limit = ConcurrencyLimit::new(8, 512);
+        run(&mut limit, 3, Duration::from_millis(2), true, 8);
+        assert_eq!(limit.current(), 64);
+        run(&mut limit, 1, Duration::from_millis(40), true, 64);
+        let after_saturation = limit.current();
+        assert!(after_saturation < 64, "{after_saturation}");
+        // Unloaded again, with a backlog: +25 % (and one) a step, no longer doubling.
+        let mut gentle = ConcurrencyLimit::new(8, 512);
+        gentle.limit = 40.0;
+        gentle.saturated_once = true;
+        gentle.lowest = 0.002;
+        gentle.finished(Duration::from_millis(2));
+        let now = gentle.last_adjusted + ADJUST_EVERY;
+        gentle.adjust(true, 40, now);
+        assert_eq!(gentle.current(), 51);
     }
 }

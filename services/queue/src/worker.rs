@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::claim::{bury_expired, release, rescue_expired};
 use crate::correlation::with_correlation_id;
 use crate::lease::{keep_leases, HeldClaims};
-use crate::limit::ConcurrencyLimit;
+use crate::limit::{ConcurrencyLimit, ADJUST_EVERY};
 use crate::listener::Wakeup;
 use crate::pacing::ClaimPacing;
 use crate::phase::{self, Phase};
@@ -318,12 +318,19 @@ impl<H: TaskHandler> Worker<H> {
                             });
                         }
                         // A full batch means more may be waiting: claim again as soon
-                        // as a slot frees up, without waiting for a wake-up. The poll
-                        // tick's upkeep goes on meanwhile: a kind that stays saturated
-                        // must still rescue the tasks of a worker that died.
+                        // as a slot frees up, without waiting for a wake-up. While the
+                        // limit may still grow, look again once it may have moved: with
+                        // outside calls of half a second, waiting for a slot would let it
+                        // grow only once per round of calls. The poll tick's upkeep goes
+                        // on meanwhile: a kind that stays saturated must still rescue the
+                        // tasks of a worker that died.
                         if full {
+                            let growable = lock_limit(&limit).can_grow();
                             tokio::select! {
                                 Some(finished) = running.join_next() => report_panic(finished),
+                                () = tokio::time::sleep(ADJUST_EVERY), if growable => {
+                                    lock_limit(&limit).adjust(true, running.len(), Instant::now());
+                                }
                                 _ = poll.tick() => self.upkeep().await,
                                 _ = shutdown.cancelled() => {}
                             }

@@ -87,10 +87,10 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
     let ids: Vec<Option<String>> = messages.iter().map(|m| header(m, "Message-ID")).collect();
     let expected = format!("<{order_id}.order_confirmed@orderflow.example>");
     assert_eq!(ids, [Some(expected.clone()), Some(expected)]);
-    // The e-mail links to the order with the token that opens it (quoted-printable
+    // The e-mail links to the order's page with the token that opens it (quoted-printable
     // wraps long lines: undo its soft breaks first).
     let link = format!(
-        "http://shop.test/orders/{order_id}?token={}",
+        "http://shop.test/track/{order_id}#token={}",
         app.token_of(&placed)
     );
     for message in &messages {

@@ -526,3 +526,118 @@ async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering
     )
     .await;
 }
+
+/// Reads the stream until the next `event: order` frame and returns its order.
+async fn next_order_frame(response: &mut reqwest::Response, buffer: &mut String) -> Value {
+    let read = async {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let data = frame.lines().find_map(|line| line.strip_prefix("data: "));
+                if let (true, Some(data)) = (frame.starts_with("event: order\n"), data) {
+                    return serde_json::from_str::<Value>(data)
+                        .unwrap_or_else(|e| panic!("frame {frame:?}: {e}"));
+                }
+                continue;
+            }
+            let chunk = response
+                .chunk()
+                .await
+                .unwrap_or_else(|e| panic!("reading the stream: {e}"))
+                .unwrap_or_else(|| panic!("the stream ended; read so far: {buffer:?}"));
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| panic!("no order frame within 10 s; read so far: {buffer:?}"))
+}
+
+/// An order's event stream sends the order at once and again when its timeline grows
+/// (the database's NOTIFY, heard by the process's one LISTEN session), and ends once the
+/// order is finished; without the order's token it does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_stream_sends_the_order_and_each_change_and_needs_its_token() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let path = format!("/orders/{id}/events");
+    let (status, code) = error_code(get_with(&app, &path, None).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (404, "not_found"),
+        "without a token"
+    );
+
+    let mut stream = get_with(&app, &path, Some(&app.token_of(&id))).await;
+    assert_eq!(stream.status(), 200);
+    let content_type = stream
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "text/event-stream");
+    let mut buffer = String::new();
+    let first = next_order_frame(&mut stream, &mut buffer).await;
+    assert_eq!(first["id"], id.as_str());
+    assert_eq!(first["status"], "pending");
+
+    // A change made elsewhere (here: the customer cancels) reaches the open stream.
+    assert_eq!(app.cancel(&id).await.status(), 200);
+    let changed = next_order_frame(&mut stream, &mut buffer).await;
+    assert_eq!(changed["status"], "cancelled");
+    assert_eq!(changed["cancel_reason"], "customer_request");
+}
+
+/// The pipeline view's numbers: admin only; orders per status (those in progress counted
+/// from their index, finished ones from the timeline) and every task kind's backlog.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_stats_count_orders_by_status_and_are_admin_only() {
+    let db = TestDb::new().await;
+    let app = spawn_app(&db).await;
+    let (status, _) = error_code(get_with(&app, "/admin/stats", None).await).await;
+    assert_eq!(status, 401);
+    let mug = app.create_product("MUG", 1000, 10).await;
+    let kept = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    let cancelled = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
+    assert_eq!(app.cancel(&cancelled).await.status(), 200);
+    assert_eq!(app.order(&kept).await["status"], "pending");
+
+    // Built at most once a second: wait until a build has seen both orders.
+    let stats = wait_until(
+        "the stats to show both orders",
+        Duration::from_secs(10),
+        || async {
+            let stats = app.admin_json("/admin/stats").await;
+            (stats["orders"]["pending"] == 1 && stats["orders"]["cancelled"] == 1).then_some(stats)
+        },
+    )
+    .await;
+    assert_eq!(stats["orders"]["fulfilled"], 0);
+    let kinds: Vec<&str> = stats["kinds"]
+        .as_array()
+        .map(|kinds| kinds.iter().filter_map(|k| k["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            "inventory.reserve",
+            "notification.send",
+            "payment.charge",
+            "payment.refund"
+        ]
+    );
+    let charge = stats["kinds"]
+        .as_array()
+        .and_then(|kinds| kinds.iter().find(|k| k["kind"] == "payment.charge"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(charge["waiting"], 2, "no worker runs: both charges wait");
+    let accepted: i64 = stats["per_second"]
+        .as_array()
+        .map(|seconds| seconds.iter().filter_map(|s| s["accepted"].as_i64()).sum())
+        .unwrap_or_default();
+    assert_eq!(accepted, 2);
+}

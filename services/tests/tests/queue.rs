@@ -468,8 +468,31 @@ async fn a_failing_task_is_retried_until_its_limit_then_dead_with_its_errors() {
     assert_eq!(count(&handler.runs), 3);
     assert_eq!(count(&handler.dead_hook_calls), 1);
 
-    let dead = admin::dead_tasks(&mut conn, 10).await.unwrap_or_default();
+    let dead = admin::dead_tasks(&mut conn, &admin::DeadFilter::default(), 10)
+        .await
+        .unwrap_or_default();
     assert_eq!(dead.iter().map(|t| t.id).collect::<Vec<_>>(), [id]);
+    // Filtered by kind and by a piece of the error, case-insensitively; `%` and `_` in the
+    // text match themselves.
+    for (kind, text, expected) in [
+        (Some(config.kind), Some("CONNECTION refused"), 1),
+        (Some("test.other"), None, 0),
+        (None, Some("connection_refused"), 0),
+        (None, Some("100%"), 0),
+    ] {
+        let filter = admin::DeadFilter {
+            kind: kind.map(str::to_string),
+            error_contains: text.map(str::to_string),
+        };
+        let listed = admin::dead_tasks(&mut conn, &filter, 10)
+            .await
+            .unwrap_or_else(|e| panic!("dead tasks {filter:?}: {e}"));
+        assert_eq!(listed.len(), expected, "{filter:?}");
+        let counted = admin::count_dead(&mut conn, &filter)
+            .await
+            .unwrap_or_else(|e| panic!("count {filter:?}: {e}"));
+        assert_eq!(counted, expected as i64, "{filter:?}");
+    }
     // An operator retries it: a fresh set of attempts.
     assert!(admin::retry_dead(&mut conn, id).await.unwrap_or(false));
     let row = wait_for_state(&mut conn, id, "dead").await;
@@ -895,6 +918,60 @@ async fn a_long_task_keeps_its_claim_past_its_lease_through_heartbeats() {
     let row = wait_for_state(conn, id, "completed").await;
     assert_eq!(row.attempts, 1, "one attempt, never re-claimed");
     assert_eq!(count(&handler.dropped), 0);
+    worker.stop().await;
+}
+
+/// A claim whose row another transaction holds locked (its attempt being recorded, say)
+/// does not hold up the renewal of the worker's other claims: the renewal skips that row
+/// instead of waiting for it (waiting also deadlocked against group records under load).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_claim_does_not_hold_up_the_renewal_of_the_others() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = gated_kind(
+        "test.locked",
+        Duration::from_millis(1500),
+        Duration::from_secs(60),
+    );
+    let locked = enqueue_one(&mut conn, &config).await;
+    let other = enqueue_one(&mut conn, &config).await;
+    let handler = Arc::new(Gate {
+        hold_first: 2,
+        ..Gate::default()
+    });
+    let worker = start_worker(&db, config.clone(), &handler);
+    handler.wait_started(2).await;
+    let mut holder = db.connect().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("BEGIN: {e}"));
+    diesel::sql_query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
+        .bind::<BigInt, _>(locked)
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("lock task {locked}: {e}"));
+    let lease_when_locked = lease_of(&mut conn, other).await;
+    // A beat comes every half second (a third of the lease).
+    let conn_cell = tokio::sync::Mutex::new(&mut conn);
+    wait_until(
+        "the other claim's lease to be renewed while one row is locked",
+        Duration::from_secs(10),
+        || async {
+            let lease = lease_of(*conn_cell.lock().await, other).await;
+            (lease > lease_when_locked).then_some(())
+        },
+    )
+    .await;
+    let conn = conn_cell.into_inner();
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("ROLLBACK: {e}"));
+    handler.open.notify_waiters();
+    let row = wait_for_state(conn, other, "completed").await;
+    assert_eq!(row.attempts, 1, "the other claim was never lost");
+    wait_for_state(conn, locked, "completed").await;
     worker.stop().await;
 }
 

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::error::ApiError;
 #[allow(unused_imports)]
-use crate::openapi::{DeadTasks, ErrorResponse, QueueOverview, RetriedTask};
+use crate::openapi::{DeadTasks, ErrorResponse, QueueOverview, RetriedTask, RetriedTasks};
+#[allow(unused_imports)]
+use crate::ops_stats::PipelineStats;
 use crate::state::{Admin, AppState};
 
 #[utoipa::path(tag = "admin", security(("admin_token" = [])), responses(
@@ -31,10 +33,49 @@ pub async fn queue_overview(
 pub struct DeadParams {
     /// 1 to 500, default 50.
     limit: Option<i64>,
+    /// Only tasks of this kind.
+    kind: Option<String>,
+    /// Only tasks whose last error contains this text (case-insensitive).
+    error: Option<String>,
+}
+
+/// Which dead tasks "retry all" means: those matching the same filter as the list.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadSelection {
+    /// Only tasks of this kind.
+    kind: Option<String>,
+    /// Only tasks whose last error contains this text (case-insensitive).
+    error: Option<String>,
+}
+
+/// A filter from what an operator typed: blank means no filter.
+fn dead_filter(kind: Option<&str>, error: Option<&str>) -> Result<admin::DeadFilter, ApiError> {
+    let given = |value: Option<&str>| {
+        value
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let filter = admin::DeadFilter {
+        kind: given(kind),
+        error_contains: given(error),
+    };
+    if filter.kind.as_ref().is_some_and(|kind| kind.len() > 100)
+        || filter
+            .error_contains
+            .as_ref()
+            .is_some_and(|text| text.len() > 200)
+    {
+        return Err(ApiError::validation(
+            "kind is at most 100 characters, error at most 200",
+        ));
+    }
+    Ok(filter)
 }
 
 #[utoipa::path(tag = "admin", security(("admin_token" = [])), params(DeadParams), responses(
-        (status = 200, description = "Dead tasks, most recent first, with every attempt's error", body = DeadTasks),
+        (status = 200, description = "Dead tasks that match the filter, most recent first, with every attempt's error, and how many match in all", body = DeadTasks),
         (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
         (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
         (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
@@ -51,9 +92,47 @@ pub async fn dead_tasks(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::validation("limit must be from 1 to 500"));
     }
+    let filter = dead_filter(params.kind.as_deref(), params.error.as_deref())?;
     let mut conn = state.pool.get().await?;
-    let tasks = admin::dead_tasks(&mut conn, limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks })))
+    let tasks = admin::dead_tasks(&mut conn, &filter, limit).await?;
+    let matching = admin::count_dead(&mut conn, &filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "matching": matching })))
+}
+
+#[utoipa::path(tag = "admin", security(("admin_token" = [])), request_body = DeadSelection, responses(
+        (status = 200, description = "How many dead tasks were made waiting again", body = RetriedTasks),
+        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
+        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
+        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
+#[post("/admin/tasks/dead/retry")]
+pub async fn retry_dead_tasks(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    selection: web::Json<DeadSelection>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = dead_filter(selection.kind.as_deref(), selection.error.as_deref())?;
+    let mut conn = state.pool.get().await?;
+    let retried = admin::retry_dead_matching(&mut conn, &filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "retried": retried })))
+}
+
+#[utoipa::path(tag = "admin", security(("admin_token" = [])), responses(
+        (status = 200, description = "Orders per status, each task kind's backlog, orders accepted and finished per second over the last five minutes; built at most once a second", body = PipelineStats),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
+        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
+    ))]
+#[get("/admin/stats")]
+pub async fn pipeline_stats(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let stats = state.ops_stats.current(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 #[utoipa::path(tag = "admin", security(("admin_token" = [])), params(("id" = String, Path, description = "Task id")), responses(

@@ -1,6 +1,8 @@
 pub mod admin;
 pub mod health;
+pub mod live;
 pub mod orders;
+pub mod pages;
 pub mod products;
 
 use uuid::Uuid;

@@ -1,0 +1,150 @@
+//! Which orders just moved, for the live order pages. One LISTEN session per API process
+//! hears the database's `order_events` notifications (a trigger sends one per statement
+//! that appends to timelines) and fans the order ids out to every open event stream, so a
+//! thousand open pages cost one database connection, not a thousand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use orderflow::db::Pool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// The channel the `order_events_notify` trigger sends on.
+const CHANNEL: &str = "order_events";
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// A LISTEN session that hears nothing for this long proves it is alive with a query.
+const LIVENESS_PROBE: Duration = Duration::from_secs(30);
+
+/// The open streams, by the order each one follows. A change wakes only the streams of
+/// that order (a hash lookup per id), however many pages are open.
+#[derive(Clone, Default)]
+pub struct OrderFeed {
+    watchers: Arc<Mutex<HashMap<Uuid, Vec<Arc<Notify>>>>>,
+}
+
+/// One stream's interest in one order; dropping it ends the interest.
+pub struct Watch {
+    feed: OrderFeed,
+    order_id: Uuid,
+    moved: Arc<Notify>,
+}
+
+impl Watch {
+    /// Waits until the order's timeline grew since the last call (or since the watch
+    /// began): a change that came while nobody waited is kept, not lost.
+    pub async fn moved(&self) {
+        self.moved.notified().await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watchers = self.feed.lock();
+        if let Some(list) = watchers.get_mut(&self.order_id) {
+            list.retain(|moved| !Arc::ptr_eq(moved, &self.moved));
+            if list.is_empty() {
+                watchers.remove(&self.order_id);
+            }
+        }
+    }
+}
+
+impl OrderFeed {
+    /// Follows one order from now on. A stream watches before it first reads its order,
+    /// so that no change falls between the read and the watch.
+    pub fn watch(&self, order_id: Uuid) -> Watch {
+        let moved = Arc::new(Notify::new());
+        self.lock()
+            .entry(order_id)
+            .or_default()
+            .push(Arc::clone(&moved));
+        Watch {
+            feed: self.clone(),
+            order_id,
+            moved,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<Arc<Notify>>>> {
+        // The map holds no invariant a panicking holder could break half-way.
+        self.watchers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Listens for as long as the process runs, on a connection of its own (outside the
+    /// pool), reconnecting with backoff. While disconnected no change is heard: the pages
+    /// fall back to polling on their own when their stream ends.
+    pub fn start(&self, pool: Pool) {
+        let feed = self.clone();
+        tokio::spawn(async move {
+            let mut delay = RECONNECT_MIN;
+            loop {
+                if let Err(error) = feed.listen(&pool, &mut delay).await {
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "order feed lost its connection");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RECONNECT_MAX);
+            }
+        });
+    }
+
+    async fn listen(&self, pool: &Pool, reconnect_delay: &mut Duration) -> Result<(), String> {
+        let mut conn: AsyncPgConnection = pool
+            .dedicated_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        diesel::sql_query(format!("LISTEN {CHANNEL}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        *reconnect_delay = RECONNECT_MIN;
+        // Whatever moved while this session was away notified nobody: every stream reads
+        // its order again.
+        self.wake_all();
+        loop {
+            let heard = {
+                let mut stream = std::pin::pin!(conn.notifications_stream());
+                tokio::select! {
+                    next = stream.next() => match next {
+                        Some(Ok(notification)) => Some(notification.payload),
+                        Some(Err(error)) => return Err(error.to_string()),
+                        None => return Err("connection closed".into()),
+                    },
+                    () = tokio::time::sleep(LIVENESS_PROBE) => None,
+                }
+            };
+            match heard {
+                Some(payload) => self.fan_out(&payload),
+                None => {
+                    diesel::sql_query("SELECT 1")
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+
+    /// A payload is a comma-separated list of order ids.
+    fn fan_out(&self, payload: &str) {
+        let watchers = self.lock();
+        if watchers.is_empty() {
+            return;
+        }
+        for id in payload.split(',').filter_map(|id| Uuid::parse_str(id).ok()) {
+            for moved in watchers.get(&id).into_iter().flatten() {
+                moved.notify_one();
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        for moved in self.lock().values().flatten() {
+            moved.notify_one();
+        }
+    }
+}
