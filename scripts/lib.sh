@@ -29,17 +29,20 @@ pg_bin_dir() {
     return 1
 }
 
+# Installs Debian package $1 ($2 names it in the log) when running as root on Debian;
+# false when this machine cannot.
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+    log "installing $2 from Debian's packages"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null || die "apt-get install $1 failed"
+}
+
 ensure_postgres_binaries() {
     if pg_bin_dir >/dev/null && command -v psql >/dev/null; then return 0; fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing PostgreSQL from Debian's packages"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
-            || die "apt-get install postgresql failed"
-        # Debian's package may start its own cluster; ours is managed below.
-    else
-        die "PostgreSQL is not reachable at $PG_HOST:$PG_PORT and its binaries are missing. Install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL to a server you have."
-    fi
+    # Debian's package may start its own cluster; ours is managed below.
+    apt_install postgresql "PostgreSQL" \
+        || die "PostgreSQL is not reachable at $PG_HOST:$PG_PORT and its binaries are missing. Install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL to a server you have."
 }
 
 # The fault-injection tests start (and crash) clusters of their own: they need the server
@@ -55,15 +58,8 @@ ensure_cluster_tools() {
 # download cannot reach its host from every machine). Prints the browser's path.
 ensure_chromium() {
     local path="${CHROMIUM:-/usr/bin/chromium}"
-    if [ ! -x "$path" ]; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            log "installing Chromium from Debian's packages (browser tests)"
-            apt-get update -qq >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-                || die "apt-get install chromium failed"
-        else
-            die "Chromium is missing at $path: install it (apt-get install chromium) or set CHROMIUM"
-        fi
+    if [ ! -x "$path" ] && ! apt_install chromium "Chromium (browser tests)"; then
+        die "Chromium is missing at $path: install it (apt-get install chromium) or set CHROMIUM"
     fi
     echo "$path"
 }

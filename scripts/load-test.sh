@@ -6,9 +6,10 @@
 #   scripts/load-test.sh [smoke|load|stress|soak|gateway-latency|overload]
 #
 # gateway-latency: 400 orders/s for 60 s against a provider that takes 500 ms a charge
-# (GATEWAY_LATENCY_P50_MS / _P99_MS), 5 % declined cards, no polling.
-# overload: 1,500 orders/s for 60 s, no provider latency, 5 % declined, no polling: the API
-# sheds what the pipeline cannot finish soon (503 overloaded, reported as shed).
+# (GATEWAY_LATENCY_P50_MS / _P99_MS), 5 % declined cards, no polling, the catalog listed
+# once every ten orders.
+# overload: 1,500 orders/s for 60 s, no provider latency, otherwise the same: the API sheds
+# what the pipeline cannot finish soon (503 overloaded, reported as shed).
 #
 # Environment: RATE, DURATION, POLL, BROWSE_EVERY, DECLINE_RATE (passed to k6, see load-tests/README.md);
 # CARGO_PROFILE (release; dev reuses the test build); BIN_DIR (prebuilt binaries: no build); CEILING_SECONDS (10; 0 skips pgbench);
@@ -28,9 +29,9 @@ case "$profile" in
     smoke|load|stress|soak) ;;
     gateway-latency)
         export GATEWAY_LATENCY_P50_MS="${GATEWAY_LATENCY_P50_MS:-500}" GATEWAY_LATENCY_P99_MS="${GATEWAY_LATENCY_P99_MS:-500}"
-        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" ;;
+        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" BROWSE_EVERY="${BROWSE_EVERY:-10}" ;;
     overload)
-        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" ;;
+        POLL="${POLL:-0}" DECLINE_RATE="${DECLINE_RATE:-0.05}" BROWSE_EVERY="${BROWSE_EVERY:-10}" ;;
     *) die "unknown profile $profile (smoke, load, stress, soak, gateway-latency, overload)" ;;
 esac
 cargo_profile="${CARGO_PROFILE:-release}"

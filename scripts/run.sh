@@ -44,6 +44,19 @@ case "$PROFILE" in dev) BIN="$ROOT/target/debug" ;; *) BIN="$ROOT/target/$PROFIL
 "$BIN/order-api" seed
 
 mkdir -p .data/logs "$MAIL_DIR"
+# The pipeline view (/ops) and the admin API need an admin token: unless one is set, the
+# demo makes one and keeps it in a file only this user can read.
+if [ -z "${ADMIN_TOKEN:-}" ]; then
+    token_file=.data/admin-token
+    if [ ! -s "$token_file" ]; then
+        (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$token_file")
+    fi
+    ADMIN_TOKEN="$(cat "$token_file")"
+    admin_hint="the token is in $token_file"
+else
+    admin_hint="with your ADMIN_TOKEN"
+fi
+export ADMIN_TOKEN
 pids=()
 stop_all() {
     trap - EXIT INT TERM
@@ -130,9 +143,10 @@ cat <<MSG
 
 Orderflow is running.
   Storefront: $api/            (buy something, then watch the order move)
-  API:       $api   (try: curl $api/products | head -c 300; reference: $api/docs)
-  Database:  \$DATABASE_URL (tables orders, tasks, ...)
-  Logs:      .data/logs/
+  Pipeline:   $api/ops         ($admin_hint)
+  API:        $api   (try: curl $api/products | head -c 300; reference: $api/docs)
+  Database:   \$DATABASE_URL (tables orders, tasks, ...)
+  Logs:       .data/logs/
 Press Ctrl-C to stop.
 MSG
 wait

@@ -1,7 +1,9 @@
 //! Which orders just moved, for the live order pages. One LISTEN session per API process
 //! hears the database's `order_events` notifications (a trigger sends one per statement
 //! that appends to timelines) and fans the order ids out to every open event stream, so a
-//! thousand open pages cost one database connection, not a thousand.
+//! thousand open pages cost one database connection, not a thousand. The session is held
+//! only while a stream is open: a listening session is woken for every notification, which
+//! cost PostgreSQL CPU on every order under load while nobody watched.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,14 +19,19 @@ use uuid::Uuid;
 const CHANNEL: &str = "order_events";
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// A LISTEN session that hears nothing for this long proves it is alive with a query.
+/// A LISTEN session that hears nothing for this long proves it is alive with a query, and
+/// is closed when no stream has been open since the last check.
 const LIVENESS_PROBE: Duration = Duration::from_secs(30);
+/// How often a listening session checks whether anyone still watches.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// The open streams, by the order each one follows. A change wakes only the streams of
 /// that order (a hash lookup per id), however many pages are open.
 #[derive(Clone, Default)]
 pub struct OrderFeed {
     watchers: Arc<Mutex<HashMap<Uuid, Vec<Arc<Notify>>>>>,
+    /// Signalled when the first stream opens: time to listen.
+    wanted: Arc<Notify>,
 }
 
 /// One stream's interest in one order; dropping it ends the interest.
@@ -59,10 +66,15 @@ impl OrderFeed {
     /// so that no change falls between the read and the watch.
     pub fn watch(&self, order_id: Uuid) -> Watch {
         let moved = Arc::new(Notify::new());
-        self.lock()
+        let mut watchers = self.lock();
+        if watchers.is_empty() {
+            self.wanted.notify_one();
+        }
+        watchers
             .entry(order_id)
             .or_default()
             .push(Arc::clone(&moved));
+        drop(watchers);
         Watch {
             feed: self.clone(),
             order_id,
@@ -75,16 +87,24 @@ impl OrderFeed {
         self.watchers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Listens for as long as the process runs, on a connection of its own (outside the
-    /// pool), reconnecting with backoff. While disconnected no change is heard: the pages
-    /// fall back to polling on their own when their stream ends.
+    /// Listens while any stream is open, on a connection of its own (outside the pool),
+    /// reconnecting with backoff. Every stream reads its order again once the session
+    /// listens (a change made before was heard by nobody).
     pub fn start(&self, pool: Pool) {
         let feed = self.clone();
         tokio::spawn(async move {
             let mut delay = RECONNECT_MIN;
             loop {
-                if let Err(error) = feed.listen(&pool, &mut delay).await {
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "order feed lost its connection");
+                if feed.lock().is_empty() {
+                    feed.wanted.notified().await;
+                    continue;
+                }
+                match feed.listen(&pool, &mut delay).await {
+                    // Nobody watches any more.
+                    Ok(()) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "order feed lost its connection");
+                    }
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(RECONNECT_MAX);
@@ -105,6 +125,9 @@ impl OrderFeed {
         // Whatever moved while this session was away notified nobody: every stream reads
         // its order again.
         self.wake_all();
+        let mut idle_check = tokio::time::interval(IDLE_CHECK);
+        idle_check.tick().await;
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             let heard = {
                 let mut stream = std::pin::pin!(conn.notifications_stream());
@@ -114,17 +137,24 @@ impl OrderFeed {
                         Some(Err(error)) => return Err(error.to_string()),
                         None => return Err("connection closed".into()),
                     },
-                    () = tokio::time::sleep(LIVENESS_PROBE) => None,
+                    _ = idle_check.tick() => None,
                 }
             };
-            match heard {
-                Some(payload) => self.fan_out(&payload),
-                None => {
-                    diesel::sql_query("SELECT 1")
-                        .execute(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+            if let Some(payload) = heard {
+                last_heard = tokio::time::Instant::now();
+                self.fan_out(&payload);
+                continue;
+            }
+            if self.lock().is_empty() {
+                // Dropping the connection ends the LISTEN.
+                return Ok(());
+            }
+            if last_heard.elapsed() >= LIVENESS_PROBE {
+                diesel::sql_query("SELECT 1")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                last_heard = tokio::time::Instant::now();
             }
         }
     }

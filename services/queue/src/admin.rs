@@ -49,29 +49,6 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Ki
     counts(conn, "WHERE state IN ('waiting', 'running', 'dead')").await
 }
 
-/// How long the oldest due task of `kind` has been waiting (zero when none waits): one
-/// row read from the front of the waiting tasks' index, cheap enough to ask several times
-/// a second. How far behind a stage is, for deciding whether to take more work.
-pub async fn oldest_due_wait(
-    conn: &mut AsyncPgConnection,
-    kind: &str,
-) -> diesel::QueryResult<std::time::Duration> {
-    #[derive(QueryableByName)]
-    struct Oldest {
-        #[diesel(sql_type = diesel::sql_types::Double)]
-        seconds: f64,
-    }
-    let oldest: Oldest = crate::prepared_sql(
-        "SELECT coalesce(extract(epoch FROM now() - ( \
-             SELECT run_at FROM tasks WHERE kind = $1 AND state = 'waiting' AND run_at <= now() \
-             ORDER BY run_at, id LIMIT 1)), 0)::float8 AS seconds",
-    )
-    .bind::<Text, _>(kind)
-    .get_result(conn)
-    .await?;
-    Ok(std::time::Duration::from_secs_f64(oldest.seconds.max(0.0)))
-}
-
 /// The longest that the oldest due task of any of `kinds` has waited (zero when none
 /// waits): one row from the front of the waiting tasks' index per kind. How far behind
 /// the slowest stage of a pipeline is.
