@@ -92,6 +92,17 @@ pub struct DeadTasks {
     pub matching: i64,
 }
 
+/// One server-sent event of `GET /orders/{id}/events`.
+#[derive(Serialize, ToSchema)]
+pub struct OrderFrame {
+    /// Always `order`.
+    #[schema(example = "order")]
+    pub event: String,
+    /// The order, as JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct RetriedTasks {
     /// How many dead tasks are waiting again.

@@ -74,13 +74,16 @@ async fn every_documented_operation_is_served_and_the_contract_routes_are_docume
         "GET /admin/queue",
         "GET /admin/tasks/dead",
         "POST /admin/tasks/{id}/retry",
+        "POST /admin/tasks/dead/retry",
+        "GET /admin/stats",
+        "GET /orders/{id}/events",
     ] {
         assert!(
             operations.iter().any(|op| op == contract),
             "{contract} is not documented: {operations:?}"
         );
     }
-    assert_eq!(operations.len(), 14, "{operations:?}");
+    assert_eq!(operations.len(), 17, "{operations:?}");
 
     // Every operation documents its errors with the one error shape.
     let place = &paths["/orders"]["post"];

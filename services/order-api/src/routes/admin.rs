@@ -102,6 +102,8 @@ pub async fn dead_tasks(
 #[utoipa::path(tag = "admin", security(("admin_token" = [])), request_body = DeadSelection, responses(
         (status = 200, description = "How many dead tasks were made waiting again", body = RetriedTasks),
         (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
+        (status = 413, description = "Body over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "Not application/json", body = ErrorResponse),
         (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
         (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
         (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
@@ -111,8 +113,16 @@ pub async fn dead_tasks(
 pub async fn retry_dead_tasks(
     _admin: Admin,
     state: web::Data<AppState>,
-    selection: web::Json<DeadSelection>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    // Every field is optional, so serde would also take an array (a struct's sequence
+    // form): only an object is a selection.
+    let body = body.into_inner();
+    if !body.is_object() {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    }
+    let selection: DeadSelection = serde_json::from_value(body)
+        .map_err(|error| ApiError::malformed(format!("invalid selection: {error}")))?;
     let filter = dead_filter(selection.kind.as_deref(), selection.error.as_deref())?;
     let mut conn = state.pool.get().await?;
     let retried = admin::retry_dead_matching(&mut conn, &filter).await?;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 #[allow(unused_imports)]
-use crate::openapi::ErrorResponse;
+use crate::openapi::{ErrorResponse, OrderFrame};
 use crate::order_feed::Watch;
 use crate::routes::parse_id;
 use crate::state::{AppState, OrderCredentials};
@@ -34,7 +34,7 @@ const FRAMES_BUFFERED: usize = 4;
     params(("id" = String, Path, description = "Order id (UUID)"),
            ("token" = Option<String>, Query, description = "The order's access token, as for `GET /orders/{id}`")),
     responses(
-        (status = 200, description = "A stream of `event: order` frames, each with the whole order as `data`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A stream of `event: order` frames, each with the whole order (as `GET /orders/{id}` answers it) as `data`; comment lines keep it alive", content_type = "text/event-stream", body = OrderFrame),
         (status = 404, description = "No such order, or not the order's (nor the admin) token", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
     ))]
