@@ -584,7 +584,12 @@ async fn the_live_stream_sends_the_order_and_each_change_and_needs_its_token() {
     assert_eq!(first["id"], id.as_str());
     assert_eq!(first["status"], "pending");
 
-    // A change made elsewhere (here: the customer cancels) reaches the open stream.
+    // The process opens its LISTEN session for the first stream; once it listens, every
+    // stream reads its order again (a change before then was heard by nobody).
+    let listening = next_order_frame(&mut stream, &mut buffer).await;
+    assert_eq!(listening["status"], "pending");
+    // A change made elsewhere (here: the customer cancels) reaches the open stream through
+    // the database's notification.
     assert_eq!(app.cancel(&id).await.status(), 200);
     let changed = next_order_frame(&mut stream, &mut buffer).await;
     assert_eq!(changed["status"], "cancelled");
