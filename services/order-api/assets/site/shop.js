@@ -24,11 +24,12 @@ function storeCart() {
 
 /// A product's picture: its initials on a colour of its own, drawn here (no image host).
 function swatch(product) {
-  let hash = 0;
-  for (const char of product.sku) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  // FNV-1a, then the golden angle: neighbouring SKUs (DEMO-001, DEMO-002) get far-apart hues.
+  let hash = 2166136261;
+  for (const char of product.sku) hash = Math.imul(hash ^ char.charCodeAt(0), 16777619) >>> 0;
   const initials = product.name.split(/\s+/).map((word) => word[0] ?? '').join('').slice(0, 2);
   const art = el('div', { class: 'art', 'aria-hidden': 'true', text: initials.toUpperCase() });
-  art.style.setProperty('--hue', String(hash % 360));
+  art.style.setProperty('--hue', String(Math.round((hash % 360) * 137.508) % 360));
   return art;
 }
 
@@ -69,7 +70,7 @@ function renderProducts() {
       el('h2', { text: product.name }),
       el('p', { class: 'sku muted', text: product.sku }),
       el('p', { class: 'price', text: money(product.price_cents, product.currency) }),
-      el('p', { class: product.stock > 0 ? 'stock' : 'stock out', text: product.stock > 0 ? `${product.stock} in stock` : 'Out of stock' }),
+      el('p', { class: product.stock > 0 ? 'stock' : 'stock out', text: product.stock > 0 ? `${new Intl.NumberFormat().format(product.stock)} in stock` : 'Out of stock' }),
       button);
   }));
 }
