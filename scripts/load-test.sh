@@ -139,7 +139,7 @@ curl -fsS "http://$API_ADDR/readyz" >/dev/null || die "the API did not become re
 # whole run. This stands in for autovacuum, so that the figures are those of a normally
 # configured server, and behaves as autovacuum does there: a first pass soon after the
 # tables fill, then one pass per `autovacuum_naptime` (a minute), each throttled by
-# autovacuum's cost delay. An unthrottled pass every 10 s (this script until session 8)
+# autovacuum's cost delay. An unthrottled pass every 10 s (as this script once did)
 # stalled the pipeline for a second each time and set the fulfilment p99 of a 45 s run.
 # What the stand-in does is in the report.
 vacuum_pid=""
@@ -196,7 +196,7 @@ log "k6: profile $profile"
 k6_status=0
 # k6 shares the machine with what it measures. On two cores, one Go scheduler thread and
 # a lazier garbage collector took 15-20 % off k6's CPU per order (fewer wake-ups between
-# its threads; load-tests/RESULTS.md, session 13). Either variable set by the caller wins.
+# its threads; load-tests/RESULTS.md). Either variable set by the caller wins.
 k6_env=()
 if [ "$(nproc 2>/dev/null || echo 1)" -le 2 ]; then
     k6_env=("GOMAXPROCS=${GOMAXPROCS:-1}" "GOGC=${GOGC:-400}")

@@ -72,7 +72,7 @@ pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<Sessi
         // first out) rotates the statements over every connection the pool ever opened,
         // so each statement wakes the backend that has slept longest. Reusing the warm one
         // halved the median time from acceptance to fulfilment at 200 orders/s and took
-        // 2-3 % off the CPU per order (`load-tests/RESULTS.md`, session 12); connections
+        // 2-3 % off the CPU per order (`load-tests/RESULTS.md`); connections
         // left unused close after bb8's idle timeout.
         .queue_strategy(bb8::QueueStrategy::Lifo)
         .connection_timeout(config.acquire_timeout)
@@ -92,8 +92,7 @@ pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<Sessi
 /// statement is enough. Left to choose, PostgreSQL plans some of them again on every
 /// execution (those whose array parameters make the generic plan's estimate look worse
 /// than a custom one): measured at 300 orders/s, forcing the generic plan took 4 % off the
-/// server's CPU per order (median of 5 interleaved pairs, `load-tests/RESULTS.md`,
-/// session 7).
+/// server's CPU per order (median of 5 interleaved pairs, `load-tests/RESULTS.md`).
 ///
 /// `enable_seqscan = off`: a plan is made once, against the table as it is then, and kept
 /// until the next `ANALYZE`. Made while `tasks` or `orders` is young (a fresh database,
@@ -101,7 +100,7 @@ pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<Sessi
 /// on a few rows looks cheaper read in full), and it goes on doing so as the table grows
 /// to thousands of rows. At 600 orders/s the workers fell behind in the first seconds
 /// and never caught up (acceptance to fulfilment p50 0.9–3.4 s, against 65–72 ms with
-/// this setting; `load-tests/RESULTS.md`, session 10). None of these statements means a
+/// this setting; `load-tests/RESULTS.md`). None of these statements means a
 /// sequential scan; where no index applies, PostgreSQL still takes one.
 ///
 /// `jit = off`: a disabled scan taken anyway is costed at ten billion, far past

@@ -3,8 +3,8 @@
 //!
 //! The worker binaries run it on a current-thread runtime: a worker mostly waits on the
 //! database, and on a machine it shares with PostgreSQL a second runtime thread only added
-//! wake-ups between threads (12 % more worker CPU per order; `load-tests/RESULTS.md`,
-//! session 11). A kind that needs more than one core runs more replicas.
+//! wake-ups between threads (12 % more worker CPU per order; `load-tests/RESULTS.md`).
+//! A kind that needs more than one core runs more replicas.
 
 use std::sync::Arc;
 
