@@ -139,12 +139,11 @@ impl OpsStats {
             }
         }
         let started = Instant::now();
-        if state.tally.is_none() {
-            state.tally = Some(start_tally(conn).await?);
-        }
-        let Some(tally) = state.tally.as_mut() else {
-            unreachable!("the tally was just started");
+        let tally = match state.tally.take() {
+            Some(tally) => tally,
+            None => start_tally(conn).await?,
         };
+        let tally = state.tally.insert(tally);
         let fresh = read_entries(conn, tally).await?;
         let in_progress: Vec<StatusCount> = diesel::sql_query(
             "SELECT status, count(*) AS orders FROM orders \
