@@ -87,7 +87,7 @@ function renderEmail(order) {
 
 function render(order) {
   document.getElementById('order').hidden = false;
-  document.getElementById('order-id').textContent = order.id.slice(0, 8);
+  document.getElementById('order-id').textContent = order.id.slice(-8);
   const status = document.getElementById('order-status');
   status.textContent = order.status;
   status.className = `badge ${order.status}`;

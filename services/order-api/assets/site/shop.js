@@ -147,7 +147,7 @@ function renderOrders() {
   const list = savedOrders();
   document.getElementById('orders-empty').hidden = list.length > 0;
   document.getElementById('orders-list').replaceChildren(...list.map((order) => el('li', {},
-    el('a', { href: orderPage(order.id, order.token), text: `Order ${order.id.slice(0, 8)}` }),
+    el('a', { href: orderPage(order.id, order.token), text: `Order ${order.id.slice(-8)}` }),
     el('span', { class: 'muted', text: new Date(order.placed_at).toLocaleString() }),
     el('span', { text: money(order.total_cents, order.currency) }),
     el('span', { class: `badge ${order.status}`, 'data-testid': 'my-order-status', text: order.status }))));
