@@ -49,6 +49,7 @@ impl TaskHandler for ReserveInventory {
             .map(|attempt| ToReserve {
                 order_id: *attempt.outcome,
                 correlation_id: attempt.task.correlation_id.as_deref(),
+                started_at: attempt.task.claimed_at,
             })
             .collect();
         Ok(lifecycle::reserve_orders(conn, &orders).await?)

@@ -132,25 +132,26 @@ impl TaskHandler for SendNotification {
         conn: &mut AsyncPgConnection,
         group: &[Recording<'_, Sent>],
     ) -> Result<Vec<lifecycle::Recorded>, TaskError> {
-        let (failed, sent): (Vec<&Sent>, Vec<&Sent>) = group
+        let (failed, sent): (Vec<&Recording<'_, Sent>>, Vec<&Recording<'_, Sent>>) = group
             .iter()
-            .map(|attempt| attempt.outcome)
-            .partition(|outcome| outcome.undeliverable.is_some());
+            .partition(|attempt| attempt.outcome.undeliverable.is_some());
         let emails: Vec<SentEmail<'_>> = sent
             .iter()
-            .map(|sent| SentEmail {
-                order_id: sent.order_id,
-                kind: sent.notification,
-                message_id: &sent.message_id,
-                recipient: &sent.recipient,
+            .map(|attempt| SentEmail {
+                order_id: attempt.outcome.order_id,
+                kind: attempt.outcome.notification,
+                message_id: &attempt.outcome.message_id,
+                recipient: &attempt.outcome.recipient,
+                started_at: attempt.task.claimed_at,
             })
             .collect();
         let failures: Vec<UndeliverableEmail<'_>> = failed
             .iter()
-            .map(|failed| UndeliverableEmail {
-                order_id: failed.order_id,
-                kind: failed.notification,
-                error: failed.undeliverable.as_deref().unwrap_or_default(),
+            .map(|attempt| UndeliverableEmail {
+                order_id: attempt.outcome.order_id,
+                kind: attempt.outcome.notification,
+                error: attempt.outcome.undeliverable.as_deref().unwrap_or_default(),
+                started_at: attempt.task.claimed_at,
             })
             .collect();
         let mut recorded_sent = lifecycle::record_emails_sent(conn, &emails)

@@ -17,6 +17,7 @@
 //! A transition is taken only from the state it expects, so a late or duplicate task
 //! finds the order already moved and changes nothing.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -96,6 +97,8 @@ pub struct ChargeToRecord<'a> {
     pub outcome: &'a ChargeOutcome,
     /// Carried by the follow-up task.
     pub correlation_id: Option<&'a str>,
+    /// When the attempt that charged took its task: the step's start on the timeline.
+    pub started_at: DateTime<Utc>,
 }
 
 /// Records the gateway's answers to the charges of pending orders, set-wise (two
@@ -231,47 +234,52 @@ async fn write_charge_outcomes(
     }
     let written: Vec<ChargeWrittenRow> = prepared_sql(
         "WITH approved AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[]) \
-                 AS a(order_id, amount_cents, charge_id)), \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::timestamptz[]) \
+                 AS a(order_id, amount_cents, charge_id, started_at)), \
          declined AS ( \
-             SELECT * FROM unnest($4::uuid[], $5::int8[], $6::text[]) \
-                 AS d(order_id, amount_cents, reason)), \
+             SELECT * FROM unnest($5::uuid[], $6::int8[], $7::text[], $8::timestamptz[]) \
+                 AS d(order_id, amount_cents, reason, started_at)), \
          captured AS ( \
              INSERT INTO payments (order_id, status, amount_cents, gateway_charge_id) \
-             SELECT order_id, $7, amount_cents, charge_id FROM approved \
+             SELECT order_id, $9, amount_cents, charge_id FROM approved \
              ON CONFLICT DO NOTHING \
              RETURNING order_id, amount_cents), \
          paid AS ( \
-             UPDATE orders SET status = $8, updated_at = now() \
-             WHERE id = ANY (ARRAY(SELECT order_id FROM captured)) AND status = $9 \
+             UPDATE orders SET status = $10, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM captured)) AND status = $11 \
              RETURNING id), \
          cancelled AS ( \
-             UPDATE orders SET status = $10, cancel_reason = $11, updated_at = now() \
-             WHERE id = ANY (ARRAY(SELECT order_id FROM declined)) AND status = $9 \
+             UPDATE orders SET status = $12, cancel_reason = $13, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM declined)) AND status = $11 \
              RETURNING id), \
          declines AS ( \
              INSERT INTO payments (order_id, status, amount_cents, decline_reason) \
-             SELECT d.order_id, $12, d.amount_cents, d.reason \
+             SELECT d.order_id, $14, d.amount_cents, d.reason \
              FROM declined d JOIN cancelled c ON c.id = d.order_id \
              ON CONFLICT DO NOTHING), \
          events AS ( \
              INSERT INTO order_events (order_id, type, details) \
-             SELECT c.order_id, $13, jsonb_build_object('amount_cents', c.amount_cents) \
+             SELECT c.order_id, $15, \
+                    jsonb_build_object('amount_cents', c.amount_cents, 'started_at', a.started_at) \
              FROM captured c JOIN paid p ON p.id = c.order_id \
+                  JOIN approved a ON a.order_id = c.order_id \
              UNION ALL \
-             SELECT d.order_id, $14, jsonb_build_object('reason', $11::text, 'decline_reason', d.reason) \
+             SELECT d.order_id, $16, jsonb_build_object('reason', $13::text, \
+                    'decline_reason', d.reason, 'started_at', d.started_at) \
              FROM declined d JOIN cancelled c ON c.id = d.order_id) \
-         SELECT c.order_id, CASE WHEN p.id IS NULL THEN $15 ELSE $16 END AS outcome \
+         SELECT c.order_id, CASE WHEN p.id IS NULL THEN $17 ELSE $18 END AS outcome \
          FROM captured c LEFT JOIN paid p ON p.id = c.order_id \
          UNION ALL \
-         SELECT id, $17 FROM cancelled",
+         SELECT id, $19 FROM cancelled",
     )
     .bind::<Array<SqlUuid>, _>(column(approved, |(c, _)| c.order_id))
     .bind::<Array<BigInt>, _>(column(approved, |(c, _)| c.amount_cents))
     .bind::<Array<Text>, _>(column(approved, |(_, charge_id)| *charge_id))
+    .bind::<Array<Timestamptz>, _>(column(approved, |(c, _)| c.started_at))
     .bind::<Array<SqlUuid>, _>(column(declined, |(c, _)| c.order_id))
     .bind::<Array<BigInt>, _>(column(declined, |(c, _)| c.amount_cents))
     .bind::<Array<Text>, _>(column(declined, |(_, reason)| *reason))
+    .bind::<Array<Timestamptz>, _>(column(declined, |(c, _)| c.started_at))
     .bind::<Text, _>(PaymentStatus::Captured.as_str())
     .bind::<Text, _>(OrderStatus::Paid.as_str())
     .bind::<Text, _>(OrderStatus::Pending.as_str())
@@ -386,6 +394,8 @@ pub enum Reservation {
 pub struct ToReserve<'a> {
     pub order_id: Uuid,
     pub correlation_id: Option<&'a str>,
+    /// When the attempt that reserves took its task: the step's start on the timeline.
+    pub started_at: DateTime<Utc>,
 }
 
 /// Reserves the stock of several orders in one transaction: for each paid order, all of its
@@ -474,9 +484,11 @@ pub async fn reserve_orders(
             }
             *status = OrderStatus::Reserved.as_str().to_string();
             writes.reserved.push(order.order_id);
-            writes
-                .events
-                .push((order.order_id, EventType::Reserved, json!({})));
+            writes.events.push((
+                order.order_id,
+                EventType::Reserved,
+                json!({ "started_at": order.started_at }),
+            ));
             writes.follow_ups.push(
                 tasks::send_notification(order.order_id, NotificationKind::OrderConfirmed)
                     .caused_by(correlation),
@@ -488,7 +500,11 @@ pub async fn reserve_orders(
             writes.events.push((
                 order.order_id,
                 EventType::Cancelled,
-                json!({ "reason": CancelReason::OutOfStock, "short_product_ids": short_product_ids }),
+                json!({
+                    "reason": CancelReason::OutOfStock,
+                    "short_product_ids": short_product_ids,
+                    "started_at": order.started_at,
+                }),
             ));
             writes
                 .follow_ups
@@ -554,10 +570,12 @@ fn column<'a, R, T>(rows: &'a [R], field: impl Fn(&'a R) -> T) -> Vec<T> {
 }
 
 /// Records a refund of a captured payment and schedules the cancellation e-mail.
+/// `started_at` is when the attempt that refunded took its task.
 pub async fn record_refund(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
     refund_id: &str,
+    started_at: DateTime<Utc>,
 ) -> QueryResult<Recorded> {
     let refunded = prepared_sql(
         "UPDATE payments SET status = $1, updated_at = now() WHERE order_id = $2 AND status = $3",
@@ -574,7 +592,7 @@ pub async fn record_refund(
         conn,
         order_id,
         EventType::Refunded,
-        json!({ "refund_id": refund_id }),
+        json!({ "refund_id": refund_id, "started_at": started_at }),
     )
     .await?;
     follow_up(
@@ -592,6 +610,8 @@ pub struct SentEmail<'a> {
     pub kind: NotificationKind,
     pub message_id: &'a str,
     pub recipient: &'a str,
+    /// When the attempt that sent it took its task: the step's start on the timeline.
+    pub started_at: DateTime<Utc>,
 }
 
 /// Records sent e-mails, set-wise in one statement; one result per e-mail, in order. Each
@@ -616,26 +636,33 @@ pub async fn record_emails_sent(
     // NOTHING` also drops the second copy of an e-mail listed twice; the orders are
     // updated by key (`= ANY`), a plan that needs no statistics.
     let inserted: HashSet<(Uuid, String)> = prepared_sql(
-        "WITH sent AS ( \
+        "WITH listed AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
+                                  $5::timestamptz[]) \
+                 AS l(order_id, kind, message_id, recipient, started_at)), \
+         sent AS ( \
              INSERT INTO sent_emails (order_id, kind, message_id, recipient) \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+             SELECT order_id, kind, message_id, recipient FROM listed \
              ON CONFLICT DO NOTHING \
              RETURNING order_id, kind, message_id), \
          fulfilled AS ( \
-             UPDATE orders SET status = $5, updated_at = now() \
-             WHERE id = ANY (ARRAY(SELECT order_id FROM sent WHERE kind = $6)) AND status = $7 \
+             UPDATE orders SET status = $6, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM sent WHERE kind = $7)) AND status = $8 \
              RETURNING id), \
          events AS ( \
              INSERT INTO order_events (order_id, type, details) \
-             SELECT sent.order_id, CASE WHEN fulfilled.id IS NULL THEN $8 ELSE $9 END, \
-                    jsonb_build_object('notification', sent.kind, 'message_id', sent.message_id) \
-             FROM sent LEFT JOIN fulfilled ON fulfilled.id = sent.order_id AND sent.kind = $6) \
+             SELECT sent.order_id, CASE WHEN fulfilled.id IS NULL THEN $9 ELSE $10 END, \
+                    jsonb_build_object('notification', sent.kind, 'message_id', sent.message_id, \
+                        'started_at', (SELECT min(l.started_at) FROM listed l \
+                                       WHERE l.order_id = sent.order_id AND l.kind = sent.kind)) \
+             FROM sent LEFT JOIN fulfilled ON fulfilled.id = sent.order_id AND sent.kind = $7) \
          SELECT order_id, kind FROM sent",
     )
     .bind::<Array<SqlUuid>, _>(column(emails, |e| e.order_id))
     .bind::<Array<Text>, _>(column(emails, |e| e.kind.as_str()))
     .bind::<Array<Text>, _>(column(emails, |e| e.message_id))
     .bind::<Array<Text>, _>(column(emails, |e| e.recipient))
+    .bind::<Array<Timestamptz>, _>(column(emails, |e| e.started_at))
     .bind::<Text, _>(OrderStatus::Fulfilled.as_str())
     .bind::<Text, _>(NotificationKind::OrderConfirmed.as_str())
     .bind::<Text, _>(OrderStatus::Reserved.as_str())
@@ -668,6 +695,8 @@ pub struct UndeliverableEmail<'a> {
     pub order_id: Uuid,
     pub kind: NotificationKind,
     pub error: &'a str,
+    /// When the attempt that tried it took its task: the step's start on the timeline.
+    pub started_at: DateTime<Utc>,
 }
 
 /// Records e-mails that can never be delivered, set-wise in one statement: the failure
@@ -684,20 +713,24 @@ pub async fn record_emails_undeliverable(
     }
     prepared_sql(
         "WITH failed AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS f(order_id, kind, error)), \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+                 AS f(order_id, kind, error, started_at)), \
          fulfilled AS ( \
-             UPDATE orders SET status = $4, updated_at = now() \
-             WHERE id = ANY (ARRAY(SELECT order_id FROM failed WHERE kind = $5)) AND status = $6 \
+             UPDATE orders SET status = $5, updated_at = now() \
+             WHERE id = ANY (ARRAY(SELECT order_id FROM failed WHERE kind = $6)) AND status = $7 \
              RETURNING id) \
          INSERT INTO order_events (order_id, type, details) \
-         SELECT order_id, $7, jsonb_build_object('notification', kind, 'error', error) FROM failed \
+         SELECT order_id, $8, \
+                jsonb_build_object('notification', kind, 'error', error, 'started_at', started_at) \
+         FROM failed \
          UNION ALL \
-         SELECT id, $8, jsonb_build_object('notification', $5::text, 'delivered', false) \
+         SELECT id, $9, jsonb_build_object('notification', $6::text, 'delivered', false) \
          FROM fulfilled",
     )
     .bind::<Array<SqlUuid>, _>(column(failures, |f| f.order_id))
     .bind::<Array<Text>, _>(column(failures, |f| f.kind.as_str()))
     .bind::<Array<Text>, _>(column(failures, |f| f.error))
+    .bind::<Array<Timestamptz>, _>(column(failures, |f| f.started_at))
     .bind::<Text, _>(OrderStatus::Fulfilled.as_str())
     .bind::<Text, _>(NotificationKind::OrderConfirmed.as_str())
     .bind::<Text, _>(OrderStatus::Reserved.as_str())

@@ -46,7 +46,9 @@ pub struct PaymentView {
     pub amount_cents: i64,
 }
 
-/// One step of the order's timeline; each event type adds its own fields.
+/// One step of the order's timeline; each event type adds its own fields. An event a
+/// worker wrote carries `started_at`, when that worker took the task: the order waited
+/// from the event before it until `started_at`, and the step ran until `at`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderEvent {
     /// `placed`, `paid`, `reserved`, `fulfilled`, `cancelled`, `refunded`, `notified`,
@@ -71,9 +73,9 @@ pub struct OrderEvent {
     "payment": { "status": "captured", "amount_cents": 2598 },
     "events": [
         { "type": "placed", "at": "2026-11-24T06:25:45.503Z", "total_cents": 2598 },
-        { "type": "paid", "at": "2026-11-24T06:25:45.536Z", "amount_cents": 2598 },
-        { "type": "reserved", "at": "2026-11-24T06:25:45.540Z" },
-        { "type": "fulfilled", "at": "2026-11-24T06:25:45.551Z" }
+        { "type": "paid", "at": "2026-11-24T06:25:45.536Z", "started_at": "2026-11-24T06:25:45.505Z", "amount_cents": 2598 },
+        { "type": "reserved", "at": "2026-11-24T06:25:45.540Z", "started_at": "2026-11-24T06:25:45.538Z" },
+        { "type": "fulfilled", "at": "2026-11-24T06:25:45.551Z", "started_at": "2026-11-24T06:25:45.541Z" }
     ],
     "created_at": "2026-11-24T06:25:45.503Z",
     "updated_at": "2026-11-24T06:25:45.551Z"

@@ -183,6 +183,7 @@ impl TaskHandler for ChargePayment {
                     amount_cents: *amount_cents,
                     outcome,
                     correlation_id: attempt.task.correlation_id.as_deref(),
+                    started_at: attempt.task.claimed_at,
                 }),
                 Charge::NotPending => None,
             })
@@ -271,13 +272,14 @@ impl TaskHandler for RefundPayment {
     async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        _task: &ClaimedTask,
+        task: &ClaimedTask,
         refund: &Refund,
     ) -> Result<lifecycle::Recorded, TaskError> {
         let Some(refund_id) = &refund.refund_id else {
             return Ok(lifecycle::Recorded::AlreadyDone);
         };
-        let recorded = lifecycle::record_refund(conn, refund.order_id, refund_id).await?;
+        let recorded =
+            lifecycle::record_refund(conn, refund.order_id, refund_id, task.claimed_at).await?;
         tracing::debug!(?recorded, "refund recorded");
         Ok(recorded)
     }

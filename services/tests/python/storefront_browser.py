@@ -89,6 +89,18 @@ def main():
         expect(status).to_have_text("fulfilled", timeout=ORDER_DEADLINE_MS)
         timeline = page.get_by_test_id("timeline").locator("li")
         expect(timeline).to_have_count(4)  # placed, paid, reserved, fulfilled
+        # Each worker's step shows how long the order waited for it and how long it ran;
+        # the charge's run holds the provider's answer (300 ms median in this test).
+        times = timeline.locator(".step-times")
+        expect(times).to_have_count(3)
+        spans = [
+            (float(t.get_attribute("data-waited-ms")), float(t.get_attribute("data-ran-ms")))
+            for t in times.all()
+        ]
+        assert all(waited >= 0 and ran >= 0 for waited, ran in spans), spans
+        assert spans[0][1] >= 50, f"the charge ran {spans[0][1]} ms, less than the provider took"
+        expect(times.first).to_contain_text("waited")
+        expect(times.first).to_contain_text("ran")
         expect(page.locator("#email-note")).to_contain_text("order confirmation")
         seen = page.evaluate("window.seenStatuses")
         assert not navigations, f"the order page reloaded: {navigations}"

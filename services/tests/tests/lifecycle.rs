@@ -21,6 +21,31 @@ fn event_types(order: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Every step after `placed` carries `started_at`, when its worker took the task: after
+/// the event before it (when the task became due) and no later than its own event. The
+/// order page shows the two spans as "waited" and "ran".
+fn assert_each_step_started_between_its_neighbours(order: &Value) {
+    let at = |value: &Value| {
+        value
+            .as_str()
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            .unwrap_or_else(|| panic!("not a timestamp: {value}"))
+    };
+    let events = order["events"].as_array().cloned().unwrap_or_default();
+    assert!(events.len() >= 2, "a timeline with steps: {order}");
+    for pair in events.windows(2) {
+        let (before, step) = (&pair[0], &pair[1]);
+        let started = at(&step["started_at"]);
+        assert!(
+            at(&before["at"]) <= started && started <= at(&step["at"]),
+            "{} started at {started}, not between {} and {}",
+            step["type"],
+            before["at"],
+            step["at"]
+        );
+    }
+}
+
 async fn wait_for_email(smtp: &SmtpServer, order_id: &str, kind: &str) -> String {
     wait_until(
         &format!("{kind} e-mail for {order_id}"),
@@ -68,6 +93,7 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
         event_types(&order),
         ["placed", "paid", "reserved", "fulfilled"]
     );
+    assert_each_step_started_between_its_neighbours(&order);
     assert_eq!(order["items"][0]["sku"], "MUG");
     assert_eq!(order["items"][0]["unit_price_cents"], 1250);
 
@@ -111,6 +137,7 @@ async fn a_declined_card_cancels_the_order_without_taking_stock() {
     wait_for_email(&smtp, &order_id, "order_cancelled").await;
     let order = app.wait_until_event(&order_id, "notified").await;
     assert_eq!(event_types(&order), ["placed", "cancelled", "notified"]);
+    assert_each_step_started_between_its_neighbours(&order);
 
     let product = app.get_json(&format!("/products/{mug}")).await;
     assert_eq!(product["stock"], 5);
@@ -139,6 +166,7 @@ async fn an_order_short_of_stock_is_cancelled_and_refunded_taking_no_stock() {
         event_types(&order),
         ["placed", "paid", "cancelled", "refunded", "notified"]
     );
+    assert_each_step_started_between_its_neighbours(&order);
     assert_eq!(order["payment"]["status"], "refunded");
 
     // All or nothing: the line that was in stock was not taken either.

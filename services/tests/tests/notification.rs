@@ -166,6 +166,7 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         kind,
         message_id: &message_ids[&(order_id, kind)],
         recipient: "ada@example.com",
+        started_at: chrono::Utc::now(),
     };
     let before = record_emails_sent(
         &mut conn,

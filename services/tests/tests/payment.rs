@@ -151,6 +151,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
         amount_cents: 1000,
         outcome,
         correlation_id: Some("req-group"),
+        started_at: chrono::Utc::now(),
     };
     let group = [
         charge(approved, &approval),

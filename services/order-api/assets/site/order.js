@@ -35,6 +35,19 @@ function time(at) {
   return `${date.toLocaleTimeString(undefined, { hour12: false })}.${String(date.getMilliseconds()).padStart(3, '0')}`;
 }
 
+// A worker's step spans two times: waiting for a worker after the step before it ended,
+// then running (the outside call and the write). `started_at` is when the worker took
+// the task; a step without it (placing the order) has no split.
+function stepTimes(event, previous) {
+  if (!event?.started_at || !previous) return null;
+  const started = Date.parse(event.started_at);
+  return { waited: started - Date.parse(previous.at), ran: Date.parse(event.at) - started };
+}
+
+function describeTimes(times) {
+  return `waited ${duration(times.waited)}, ran ${duration(times.ran)}`;
+}
+
 function renderSteps(order) {
   const reached = new Map(order.events.map((event) => [event.type, event]));
   const cancelled = order.status === 'cancelled';
@@ -43,36 +56,44 @@ function renderSteps(order) {
   for (const step of STEPS) {
     const event = reached.get(step.event);
     if (!event && cancelled) break;
-    const took = event && previous ? Date.parse(event.at) - Date.parse(previous.at) : null;
+    const times = stepTimes(event, previous);
+    const detail = !event ? `waiting for the ${step.service}`
+      : times ? `${step.service}: ${describeTimes(times)}`
+      : previous ? `${step.service}: ${duration(Date.parse(event.at) - Date.parse(previous.at))}`
+      : time(event.at);
     items.push(el('li', { class: event ? 'done' : 'todo', 'aria-current': !event && !items.some((i) => i.className === 'todo') ? 'step' : false },
       el('span', { class: 'dot', 'aria-hidden': 'true' }),
       el('span', { class: 'step-label', text: step.label }),
-      el('span', { class: 'step-detail muted', text: event ? (took === null ? time(event.at) : `${step.service}: ${duration(took)}`) : `waiting for the ${step.service}` })));
+      el('span', { class: 'step-detail muted', text: detail })));
     if (event) previous = event;
   }
   if (cancelled) {
     const event = reached.get('cancelled');
+    const times = stepTimes(event, previous);
+    const detail = times ? describeTimes(times)
+      : event && previous ? duration(Date.parse(event.at) - Date.parse(previous.at)) : '';
     items.push(el('li', { class: 'done cancelled' },
       el('span', { class: 'dot', 'aria-hidden': 'true' }),
       el('span', { class: 'step-label', text: 'Cancelled' }),
-      el('span', { class: 'step-detail muted', text: event && previous ? duration(Date.parse(event.at) - Date.parse(previous.at)) : '' })));
+      el('span', { class: 'step-detail muted', text: detail })));
   }
   document.getElementById('steps').replaceChildren(...items);
 }
 
 function renderTimeline(order) {
-  const first = order.events.length ? Date.parse(order.events[0].at) : 0;
-  let previous = first;
+  let previous = null;
   document.getElementById('timeline').replaceChildren(...order.events.map((event) => {
-    const at = Date.parse(event.at);
-    const since = at - previous;
-    previous = at;
+    const times = stepTimes(event, previous);
+    const since = previous ? `+${duration(Date.parse(event.at) - Date.parse(previous.at))}` : 'start';
+    previous = event;
     const detail = event.notification ? ` (${EMAILS[event.notification] ?? event.notification})`
       : event.reason ? ` (${event.reason.replaceAll('_', ' ')})` : '';
     return el('li', {},
       el('time', { datetime: event.at, text: time(event.at) }),
       el('span', { class: 'event', text: `${event.type.replaceAll('_', ' ')}${detail}` }),
-      el('span', { class: 'muted', text: at === first ? 'start' : `+${duration(since)}` }));
+      times
+        ? el('span', { class: 'muted step-times', 'data-waited-ms': String(times.waited), 'data-ran-ms': String(times.ran), text: describeTimes(times) })
+        : el('span', { class: 'muted', text: since }));
   }));
 }
 
