@@ -65,7 +65,7 @@ fn start_app(config: &ApiConfig, pool: orderflow::db::Pool) -> TestApp {
     tokio::spawn(app.server);
     TestApp {
         base_url: format!("http://{}", app.addr),
-        client: reqwest::Client::new(),
+        client: crate::http::client(),
         server,
         tokens: Mutex::new(HashMap::new()),
     }

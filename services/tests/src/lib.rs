@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cluster;
 pub mod db;
+pub mod http;
 pub mod invariants;
 pub mod processes;
 pub mod random;

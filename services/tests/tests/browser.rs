@@ -37,7 +37,7 @@ async fn shop(
     ];
     behaviour.extend_from_slice(gateway);
     let mut services = vec![stack.start_gateway(&behaviour).await];
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     services.push(stack.start_api(&client).await);
     let mut ids = Vec::new();
     for (sku, name, price_cents) in CATALOG {
@@ -116,7 +116,7 @@ async fn an_operator_watches_orders_flow_and_retries_dead_tasks_from_the_ops_pag
         stack.start("inventory-worker", "inventory-worker"),
         stack.start("notification-worker", "notification-worker"),
     ];
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     for (n, product) in products.iter().enumerate().take(DEAD) {
         let response = client
             .post(format!("{}/orders", stack.base))

@@ -9,6 +9,7 @@
 //! The run's figures go to stderr and to `target/fault-injection-report.json`.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -65,6 +66,12 @@ struct Faults {
 #[tokio::test(flavor = "multi_thread")]
 async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_invariant_holds() {
     let seed = seed();
+    // Straight to the terminal, past the test harness's capture: a run that hangs or is
+    // killed still shows the seed that reproduces it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "chaos: seed {seed} (CHAOS_SEED={seed} reruns this schedule)"
+    );
     let cluster = PgCluster::start().await;
     cluster.create_database("orderflow").await;
     let url = cluster.url("orderflow");
@@ -80,7 +87,7 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
             ("DB_POOL_SIZE", ""),
         ],
     );
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let mut api = stack.start_api(&client).await;
     let mut gateway = stack.start_gateway(PROVIDER).await;
     let mut workers = stack.start_workers(2);

@@ -78,7 +78,7 @@ async fn json_logs_are_one_object_per_line_without_secrets() {
         ("RUST_LOG", "debug".to_string()),
     ];
     let api = Service::start("order-api", "order-api", &env, &logs);
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     wait_until("the API to be ready", Duration::from_secs(30), || async {
         let response = client
             .get(format!("http://{addr}/readyz"))

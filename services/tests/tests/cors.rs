@@ -17,7 +17,7 @@ async fn app_with_origins(db: &TestDb, origins: &[&str]) -> String {
 }
 
 async fn preflight(base: &str, origin: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    orderflow_tests::http::client()
         .request(reqwest::Method::OPTIONS, format!("{base}/orders"))
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
@@ -59,7 +59,7 @@ async fn a_listed_storefront_origin_passes_the_preflight_and_reads_the_answer() 
         "{headers}"
     );
 
-    let actual = reqwest::Client::new()
+    let actual = orderflow_tests::http::client()
         .get(format!("{base}/products"))
         .header("Origin", STOREFRONT)
         .send()

@@ -17,7 +17,7 @@ async fn the_real_services_drive_mixed_orders_to_terminal_states_keeping_every_i
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
     let mut stack = Stack::new(&db.url, &smtp.url(), &[("WORKER_CONCURRENCY", "8")]);
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let api = stack.start_api(&client).await;
     let workers = stack.start_workers(1);
     let base = stack.base.clone();

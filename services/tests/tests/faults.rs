@@ -144,7 +144,7 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
     let url = cluster.url("orderflow");
     let smtp = SmtpServer::start().await;
     let mut stack = Stack::new(&url, &smtp.url(), &[("TASK_LEASE_SECONDS", "2")]);
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let mut api = stack.start_api(&client).await;
     let mut workers = stack.start_workers(1);
     let (products, initial_stock) = stack.create_catalog(&client, "CRASH", &[1000, 1000]).await;
@@ -235,7 +235,7 @@ async fn services_started_before_their_database_wait_for_it_instead_of_exiting()
     cluster.crash().await;
     let smtp = SmtpServer::start().await;
     let mut stack = Stack::new(&url, &smtp.url(), &[]);
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let mut api = stack.start("order-api", "order-api");
     let mut workers = stack.start_workers(1);
     let api_log = stack.logs().join("order-api.1.log");

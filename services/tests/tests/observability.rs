@@ -59,7 +59,7 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
     let mut stack = Stack::new(&db.url, &smtp.url(), &[]);
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let api = stack.start_api(&client).await;
     let mut ops = HashMap::new();
     let mut workers = Vec::new();

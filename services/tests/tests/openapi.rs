@@ -151,7 +151,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
         &smtp.url(),
         &[("ADMISSION_MAX_QUEUE_WAIT_MS", "0")],
     );
-    let client = reqwest::Client::new();
+    let client = orderflow_tests::http::client();
     let _api = stack.start_api(&client).await;
     stack.create_catalog(&client, "ST", &[50, 50]).await;
     let output = tokio::time::timeout(

@@ -102,3 +102,169 @@ async fn operators_see_the_queue_dead_tasks_and_a_timeline_and_can_retry() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
 }
+
+/// A violation planted in a clean database, and the statement that takes it out again.
+struct Planted {
+    invariant: &'static str,
+    plant: String,
+    undo: String,
+    /// What the checker's report says about it.
+    reported: String,
+}
+
+async fn execute(conn: &mut diesel_async::AsyncPgConnection, sql: &str) {
+    use diesel_async::RunQueryDsl;
+    let changed = diesel::sql_query(sql)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(changed, 1, "{sql} changed {changed} rows");
+}
+
+/// Every "the invariants hold" test relies on the checker; this one makes sure it sees a
+/// broken invariant. One violation per invariant is planted in a database where they all
+/// hold; the report names it, and `order-api check-invariants` exits non-zero on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invariant_checker_reports_each_planted_violation() {
+    use orderflow_tests::invariants::check;
+    use std::collections::HashMap;
+
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(&db).await;
+    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let product = app.create_product("INV-1", 700, 5).await;
+    let fulfilled = app.place_order_id("tok_visa", &[(&product, 2)]).await;
+    let declined = app
+        .place_order_id("tok_chargeDeclined", &[(&product, 1)])
+        .await;
+    app.wait_until_event(&fulfilled, "fulfilled").await;
+    app.wait_until_event(&declined, "notified").await;
+    workers.stop().await;
+    let received = orderflow_tests::wait_until(
+        "both e-mails at the SMTP server",
+        Duration::from_secs(20),
+        || async { Some(smtp.messages()).filter(|messages| messages.len() == 2) },
+    )
+    .await;
+
+    let product_id: Uuid = product.parse().expect("a product id");
+    let initial_stock = HashMap::from([(product_id, 5)]);
+    let stock_file = std::env::temp_dir().join(format!("{}-initial-stock.json", db.name));
+    std::fs::write(&stock_file, format!("{{\"{product_id}\": 5}}")).expect("stock file written");
+    let stock_arg = stock_file.to_string_lossy().into_owned();
+    let mut conn = db.connect().await;
+
+    let clean = check(&mut conn, &initial_stock, Some(&received)).await;
+    assert_eq!(clean.violations, Vec::<String>::new(), "{clean:?}");
+    assert_eq!((clean.fulfilled, clean.cancelled), (1, 1));
+    let command = order_api(&db, &["check-invariants", &stock_arg]).await;
+    assert!(command.status.success(), "{command:?}");
+
+    let cases = [
+        Planted {
+            invariant: "1: every accepted order is terminal",
+            plant: format!("UPDATE orders SET status = 'reserved' WHERE id = '{fulfilled}'"),
+            undo: format!("UPDATE orders SET status = 'fulfilled' WHERE id = '{fulfilled}'"),
+            reported: format!("order {fulfilled} is still reserved"),
+        },
+        Planted {
+            invariant: "2: stock taken = units in fulfilled or reserved orders",
+            plant: format!("UPDATE products SET stock = stock - 1 WHERE id = '{product}'"),
+            undo: format!("UPDATE products SET stock = stock + 1 WHERE id = '{product}'"),
+            reported: format!("product {product}: 3 units left the shelf, orders hold 2"),
+        },
+        Planted {
+            invariant: "3: a fulfilled order has one captured payment of its total",
+            plant: format!(
+                "UPDATE payments SET amount_cents = amount_cents + 1 WHERE order_id = '{fulfilled}'"
+            ),
+            undo: format!(
+                "UPDATE payments SET amount_cents = amount_cents - 1 WHERE order_id = '{fulfilled}'"
+            ),
+            reported: format!("fulfilled order {fulfilled} has payment"),
+        },
+        Planted {
+            invariant: "3: a cancelled order keeps no captured money",
+            plant: format!("UPDATE payments SET status = 'captured' WHERE order_id = '{declined}'"),
+            undo: format!("UPDATE payments SET status = 'declined' WHERE order_id = '{declined}'"),
+            reported: format!("cancelled order {declined} keeps a captured payment"),
+        },
+        Planted {
+            invariant: "4: every terminal order has its e-mail",
+            plant: format!(
+                "UPDATE sent_emails SET kind = 'order_cancelled' WHERE order_id = '{fulfilled}'"
+            ),
+            undo: format!(
+                "UPDATE sent_emails SET kind = 'order_confirmed' WHERE order_id = '{fulfilled}'"
+            ),
+            reported: format!("fulfilled order {fulfilled} has no recorded order_confirmed e-mail"),
+        },
+        Planted {
+            invariant: "5: no task is lost",
+            plant:
+                "INSERT INTO tasks (kind, max_attempts, state) VALUES ('payment.refund', 1, 'dead')"
+                    .to_string(),
+            undo: "DELETE FROM tasks WHERE state = 'dead'".to_string(),
+            reported: "1 dead task(s) of kind payment.refund".to_string(),
+        },
+    ];
+    for case in &cases {
+        execute(&mut conn, &case.plant).await;
+        let report = check(&mut conn, &initial_stock, Some(&received)).await;
+        assert!(
+            report.violations.iter().any(|v| v.contains(&case.reported)),
+            "invariant {}: {:?} does not report {:?}",
+            case.invariant,
+            report.violations,
+            case.reported
+        );
+        let command = order_api(&db, &["check-invariants", &stock_arg]).await;
+        assert!(
+            !command.status.success(),
+            "check-invariants passed with invariant {} broken",
+            case.invariant
+        );
+        assert!(
+            String::from_utf8_lossy(&command.stdout).contains(&case.reported),
+            "{command:?}"
+        );
+        execute(&mut conn, &case.undo).await;
+    }
+
+    // Invariant 4 with the SMTP server's side: an e-mail that never arrived, and one that
+    // arrived with a Message-ID no notification has (a resend must reuse the order's).
+    let confirmation = orderflow::email::message_id(
+        fulfilled.parse().expect("an order id"),
+        orderflow::status::NotificationKind::OrderConfirmed,
+    );
+    let (lost, arrived): (Vec<String>, Vec<String>) = received
+        .iter()
+        .cloned()
+        .partition(|message| message.contains(&confirmation));
+    assert_eq!(lost.len(), 1, "the confirmation is among the received");
+    let report = check(&mut conn, &initial_stock, Some(&arrived)).await;
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains(&format!("{fulfilled}: no order_confirmed e-mail reached"))),
+        "{:?}",
+        report.violations
+    );
+    let stray = lost[0].replace(&confirmation, "<resent-with-a-new-id@orderflow.example>");
+    let with_stray: Vec<String> = received.iter().cloned().chain([stray]).collect();
+    let report = check(&mut conn, &initial_stock, Some(&with_stray)).await;
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("belongs to no terminal order's notification")),
+        "{:?}",
+        report.violations
+    );
+
+    let clean = check(&mut conn, &initial_stock, Some(&received)).await;
+    assert_eq!(clean.violations, Vec::<String>::new(), "all undone");
+    let _ = std::fs::remove_file(stock_file);
+}

@@ -349,7 +349,7 @@ async fn connections_past_the_limit_wait_until_one_closes() {
                 .unwrap_or_else(|e| panic!("{e}")),
         );
     }
-    let fresh = reqwest::Client::new();
+    let fresh = orderflow_tests::http::client();
     let refused = fresh
         .get(app.url("/healthz"))
         .timeout(Duration::from_secs(2))
@@ -364,7 +364,7 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         "a request once the held connections closed",
         Duration::from_secs(20),
         || async {
-            let client = reqwest::Client::new();
+            let client = orderflow_tests::http::client();
             let response = client.get(app.url("/healthz")).send().await.ok()?;
             (response.status() == 200).then_some(())
         },
