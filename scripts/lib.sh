@@ -4,8 +4,18 @@
 : "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/orderflow}"
 export DATABASE_URL
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold only on a terminal: a redirected log carries no escape codes.
+if [ -t 2 ]; then
+    log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+    log() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# DATABASE_URL with its password (if any) masked, for printing.
+database_url_for_display() {
+    printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://[^:/@]+):[^@]*@#\1:***@#'
+}
 
 # postgres://user[:pass]@host[:port]/db -> variables (no secrets printed).
 parse_database_url() {
@@ -114,6 +124,8 @@ start_private_cluster() {
         as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null \
             || die "initdb failed"
     fi
+    PRIVATE_CLUSTER_LOG="$run/postgres.log"
+    PRIVATE_CLUSTER_DATA="$data"
     log "starting the private PostgreSQL cluster on port $PG_PORT"
     as_owner "$bin/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 \
         -o "-p $PG_PORT -k $run -c listen_addresses=$PG_HOST -c max_connections=300 -c fsync=on" start >/dev/null \

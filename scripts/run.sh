@@ -43,6 +43,15 @@ case "$PROFILE" in dev) BIN="$ROOT/target/debug" ;; *) BIN="$ROOT/target/$PROFIL
 "$BIN/order-api" migrate
 "$BIN/order-api" seed
 
+# Each run starts with empty logs and (by default) an empty mail folder; the run before
+# this one is kept in .data/previous-run/, older ones are dropped.
+if [ -d .data/logs ] || { [ "$MAIL_DIR" = "$ROOT/.data/mail" ] && [ -d "$MAIL_DIR" ]; }; then
+    rm -rf .data/previous-run
+    mkdir -p .data/previous-run
+    [ ! -d .data/logs ] || mv .data/logs .data/previous-run/logs
+    [ "$MAIL_DIR" != "$ROOT/.data/mail" ] || [ ! -d "$MAIL_DIR" ] || mv "$MAIL_DIR" .data/previous-run/mail
+    log "the previous run's logs and e-mails are in .data/previous-run/"
+fi
 mkdir -p .data/logs "$MAIL_DIR"
 # The pipeline view (/ops) and the admin API need an admin token: unless one is set, the
 # demo makes one and keeps it in a file only this user can read.
@@ -136,8 +145,15 @@ if [ "$DEMO_ORDERS" -gt 0 ]; then
          FROM orders WHERE created_at >= '$start_ts'"
 fi
 
-if [ -z "${SMTP_URL:-}" ]; then
-    printf '\nE-mails: %s .eml files in %s\n' "$(ls "$MAIL_DIR" | wc -l)" "$MAIL_DIR"
+if [ -n "${SMTP_URL:-}" ]; then
+    mail_line="sent to $SMTP_URL"
+else
+    mail_line="$MAIL_DIR/*.eml ($(ls "$MAIL_DIR" | wc -l) from this run so far)"
+fi
+if [ -n "${PRIVATE_CLUSTER_STARTED:-}" ]; then
+    database_note="a private cluster this script started in $PRIVATE_CLUSTER_DATA, stopped with it; its log: $PRIVATE_CLUSTER_LOG"
+else
+    database_note="a server that was already running"
 fi
 cat <<MSG
 
@@ -145,8 +161,11 @@ Orderflow is running.
   Storefront: $api/            (buy something, then watch the order move)
   Pipeline:   $api/ops         ($admin_hint)
   API:        $api   (try: curl $api/products | head -c 300; reference: $api/docs)
-  Database:   \$DATABASE_URL (tables orders, tasks, ...)
-  Logs:       .data/logs/
+  Database:   $(database_url_for_display)
+              ($database_note)
+  Logs:       .data/logs/ (this run only)
+  E-mails:    $mail_line
+  Operators:  $BIN/order-api queue | dead-tasks | timeline <order-id>
 Press Ctrl-C to stop.
 MSG
 wait
