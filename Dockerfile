@@ -31,7 +31,8 @@ RUN for crate in queue orders order-api payment-worker inventory-worker notifica
     && cargo build --release --locked \
         -p order-api -p payment-worker -p inventory-worker -p notification-worker -p gateway-sim
 
-# The real sources (the migrations are embedded into the binaries at compile time).
+# The real sources (the migrations, the queue's under services/queue/migrations included,
+# are embedded into the binaries at compile time).
 COPY migrations migrations
 COPY services services
 # Newer than the placeholders, so cargo rebuilds the workspace crates.

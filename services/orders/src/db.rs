@@ -8,6 +8,8 @@ use crate::config::DatabaseConfig;
 
 pub use orderflow_queue::Pool;
 
+/// The order domain's schema. The queue's ([`orderflow_queue::MIGRATIONS`]) goes first:
+/// [`run_migrations`] applies both.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// bb8 reports a refused connection as a timeout; this sink logs the real cause.
@@ -85,30 +87,10 @@ pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<Sessi
         .build_unchecked(manager)
 }
 
-/// What every pooled session is set to before its first use.
-///
-/// `plan_cache_mode = force_generic_plan`: the services' statements are prepared once per
-/// connection and are lookups by key or claims on partial indexes, so one plan per
-/// statement is enough. Left to choose, PostgreSQL plans some of them again on every
-/// execution (those whose array parameters make the generic plan's estimate look worse
-/// than a custom one): measured at 300 orders/s, forcing the generic plan took 4 % off the
-/// server's CPU per order (median of 5 interleaved pairs, `load-tests/RESULTS.md`).
-///
-/// `enable_seqscan = off`: a plan is made once, against the table as it is then, and kept
-/// until the next `ANALYZE`. Made while `tasks` or `orders` is young (a fresh database,
-/// or a queue that drained), it scans the whole table for each key lookup (`id = ANY($1)`
-/// on a few rows looks cheaper read in full), and it goes on doing so as the table grows
-/// to thousands of rows. At 600 orders/s the workers fell behind in the first seconds
-/// and never caught up (acceptance to fulfilment p50 0.9–3.4 s, against 65–72 ms with
-/// this setting; `load-tests/RESULTS.md`). None of these statements means a
-/// sequential scan; where no index applies, PostgreSQL still takes one.
-///
-/// `jit = off`: a disabled scan taken anyway is costed at ten billion, far past
-/// `jit_above_cost`, so it would be compiled (about 100 ms with inlining and optimisation)
-/// on every execution; these statements run in well under a millisecond and never gain
-/// from JIT.
-const SESSION_SETUP: &str =
-    "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off";
+/// What every pooled session is set to before its first use: what the queue requires
+/// ([`orderflow_queue::SESSION_SETUP`]: generic plans, no sequential scans, no JIT), which
+/// suits the services' own statements too (lookups by key, set-wise writes by key).
+const SESSION_SETUP: &str = orderflow_queue::SESSION_SETUP;
 
 /// Opens a pooled connection and applies `setup` ([`SESSION_SETUP`] and any limits).
 async fn establish(url: &str, setup: String) -> diesel::ConnectionResult<AsyncPgConnection> {
@@ -151,7 +133,7 @@ pub async fn run_migrations_when_reachable(
     }
 }
 
-/// Applies pending migrations. Needs a multi-thread tokio runtime (diesel's harness
+/// Applies pending migrations, the queue's then the domain's. Needs a multi-thread tokio runtime (diesel's harness
 /// blocks in place).
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
     let mut conn = AsyncPgConnection::establish(database_url).await?;
@@ -159,10 +141,16 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, Migration
         .execute(&mut conn)
         .await?;
     let mut harness = AsyncMigrationHarness::new(conn);
-    let applied = harness
-        .run_pending_migrations(MIGRATIONS)
-        .map(|versions| versions.iter().map(ToString::to_string).collect())
-        .map_err(|error| MigrationError::Migrate(error.to_string()));
+    let mut applied = |migrations| {
+        harness
+            .run_pending_migrations(migrations)
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|error| MigrationError::Migrate(error.to_string()))
+    };
+    let applied = applied(orderflow_queue::MIGRATIONS).and_then(|mut queue| {
+        queue.extend(applied(MIGRATIONS)?);
+        Ok(queue)
+    });
     let mut conn = harness.into_inner();
     diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
         .execute(&mut conn)

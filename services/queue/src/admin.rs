@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::notify_channel;
 
-#[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KindStateCount {
     #[diesel(sql_type = Text)]
     pub kind: String,
@@ -92,14 +93,15 @@ async fn counts(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadTaskView {
     #[diesel(sql_type = Int8)]
     pub id: i64,
     #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = Jsonb)]
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
@@ -107,7 +109,7 @@ pub struct DeadTaskView {
     pub last_error: Option<String>,
     /// Every attempt's error: `[{attempt, at, error}]`.
     #[diesel(sql_type = Jsonb)]
-    #[schema(value_type = Vec<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub errors: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,

@@ -1,5 +1,7 @@
 //! A PostgreSQL task queue. It knows task kinds and payloads only as data; the
-//! services that use it bring the meaning.
+//! services that use it bring the meaning. It owns its schema ([`MIGRATIONS`], applied by
+//! the application before its own) and says what its sessions must be set to
+//! ([`SESSION_SETUP`]).
 //!
 //! # Guarantees
 //! - **Transactional enqueue.** [`enqueue`] runs on the caller's connection, inside the
@@ -71,6 +73,7 @@ mod prepared;
 mod record;
 pub use record::record_as_group;
 mod schema;
+mod session;
 mod task;
 mod worker;
 
@@ -85,6 +88,7 @@ pub use error::TaskError;
 pub use listener::{Listener, Wakeup, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 pub use pacing::MIN_PACED_BATCH;
 pub use prepared::{prepared_sql, PreparedSql};
+pub use session::{MIGRATIONS, SESSION_SETUP};
 pub use task::{ClaimedTask, DeadTask, KindConfig, LeaseClock, NewTask};
 pub use worker::{
     record_through_group, run_once, Recording, TaskHandler, Worker, WorkerOptions,

@@ -1,5 +1,8 @@
 //! The queue's guarantees, each tried against a real PostgreSQL: fencing, lease expiry,
-//! backoff, dead tasks, transactional enqueue and NOTIFY wake-ups.
+//! backoff, dead tasks, transactional enqueue and NOTIFY wake-ups. Each test has a
+//! database of its own holding the queue's schema alone: nothing here knows of orders.
+
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,8 +16,8 @@ use orderflow_queue::{
     admin, claim_batch, enqueue, fail, rescue_expired, ClaimedTask, DeadTask, FailureOutcome,
     KindConfig, Listener, NewTask, TaskError, TaskHandler, Worker, WorkerOptions,
 };
-use orderflow_tests::{wait_until, TestDb};
 use serde_json::json;
+use support::{wait_until, TestDb};
 use tokio_util::sync::CancellationToken;
 
 /// The associated types and the `record` of a test handler whose tasks have no effects

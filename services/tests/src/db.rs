@@ -100,8 +100,13 @@ async fn admin_connection() -> AsyncPgConnection {
 /// The template is named after a hash of the migrations, so a changed migration gets a
 /// fresh template. An advisory lock makes concurrent test processes build it once.
 async fn ensure_template() -> String {
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    let name = format!("orderflow_template_{}", &migrations_hash(&migrations)[..16]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The queue's migrations and the domain's: both are applied to the template.
+    let hash = migrations_hash(&[
+        root.join("../queue/migrations"),
+        root.join("../../migrations"),
+    ]);
+    let name = format!("orderflow_template_{}", &hash[..16]);
     let mut admin = admin_connection().await;
     diesel::sql_query("SELECT pg_advisory_lock(7261001)")
         .execute(&mut admin)
@@ -144,15 +149,17 @@ async fn ensure_template() -> String {
     name
 }
 
-fn migrations_hash(dir: &Path) -> String {
-    let mut files: Vec<_> = walk(dir);
-    files.sort();
+fn migrations_hash(dirs: &[std::path::PathBuf]) -> String {
     let mut hasher = Sha256::new();
-    for file in files {
-        // Relative names: every checkout of the same migrations shares one template.
-        let name = file.strip_prefix(dir).unwrap_or(&file);
-        hasher.update(name.to_string_lossy().as_bytes());
-        hasher.update(std::fs::read(&file).unwrap_or_default());
+    for dir in dirs {
+        let mut files: Vec<_> = walk(dir);
+        files.sort();
+        for file in files {
+            // Relative names: every checkout of the same migrations shares one template.
+            let name = file.strip_prefix(dir).unwrap_or(&file);
+            hasher.update(name.to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(&file).unwrap_or_default());
+        }
     }
     hex::encode(hasher.finalize())
 }
