@@ -63,11 +63,12 @@ struct Step {
 }
 
 impl TaskHandler for Step {
+    type Args = serde_json::Value;
     type Outcome = ();
     type Recorded = ();
 
-    async fn perform(&self, task: &ClaimedTask) -> Result<(), TaskError> {
-        let started_us = task.payload["started_us"].as_i64().unwrap_or_default();
+    async fn perform(&self, _task: &ClaimedTask, args: serde_json::Value) -> Result<(), TaskError> {
+        let started_us = args["started_us"].as_i64().unwrap_or_default();
         if self.record && started_us > 0 {
             let ms = (now_us() - started_us) as f64 / 1000.0;
             self.latencies_ms

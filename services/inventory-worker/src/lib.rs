@@ -4,7 +4,7 @@ use diesel_async::AsyncPgConnection;
 use orderflow::lifecycle;
 use orderflow::lifecycle::ToReserve;
 use orderflow::runtime::WorkerRuntime;
-use orderflow::tasks::{self, OrderTask, TaskKind};
+use orderflow::tasks::{self, ReserveArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
@@ -19,11 +19,16 @@ pub fn register(runtime: &mut WorkerRuntime) {
 pub struct ReserveInventory;
 
 impl TaskHandler for ReserveInventory {
+    type Args = ReserveArgs;
     type Outcome = Uuid;
     type Recorded = lifecycle::Reservation;
 
-    async fn perform(&self, task: &ClaimedTask) -> Result<Uuid, TaskError> {
-        let OrderTask { order_id } = task.payload()?;
+    /// Nothing outside the database: the whole step is its record, set-wise per group.
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        ReserveArgs { order_id }: ReserveArgs,
+    ) -> Result<Uuid, TaskError> {
         Ok(order_id)
     }
 

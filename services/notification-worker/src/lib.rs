@@ -14,7 +14,7 @@ use orderflow::lifecycle::{SentEmail, UndeliverableEmail};
 use orderflow::lookup::{BatchedLookup, LookupMany};
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
-use orderflow::tasks::{self, NotificationTask, TaskKind};
+use orderflow::tasks::{self, NotifyArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
@@ -76,15 +76,19 @@ pub struct Sent {
 }
 
 impl TaskHandler for SendNotification {
+    type Args = NotifyArgs;
     type Outcome = Sent;
     type Recorded = lifecycle::Recorded;
 
     #[tracing::instrument(name = "send_notification", skip_all, fields(notification))]
-    async fn perform(&self, task: &ClaimedTask) -> Result<Sent, TaskError> {
-        let NotificationTask {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        NotifyArgs {
             order_id,
             notification,
-        } = task.payload()?;
+        }: NotifyArgs,
+    ) -> Result<Sent, TaskError> {
         tracing::Span::current().record("notification", notification.as_str());
 
         let facts = self.orders.get((order_id, notification)).await?;

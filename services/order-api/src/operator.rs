@@ -139,8 +139,7 @@ pub async fn timeline(
                 order.status,
                 order
                     .cancel_reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
+                    .map(|reason| format!(" ({reason})"))
                     .unwrap_or_default(),
                 order.total_cents,
                 order.currency,

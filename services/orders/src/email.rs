@@ -15,7 +15,7 @@ use crate::views::{Customer, OrderItem};
 pub struct OrderMail {
     pub order_id: Uuid,
     pub customer: Customer,
-    pub cancel_reason: Option<String>,
+    pub cancel_reason: Option<CancelReason>,
     /// The order's payment was refunded.
     pub refunded: bool,
     pub items: Vec<OrderItem>,
@@ -167,14 +167,11 @@ pub fn compose(
                 order.customer.name,
                 order
                     .cancel_reason
-                    .as_deref()
-                    .unwrap_or("cancelled")
+                    .map_or("cancelled", CancelReason::as_str)
                     .replace('_', " "),
                 if order.refunded {
                     "Your payment has been refunded."
-                } else if order.cancel_reason.as_deref()
-                    == Some(CancelReason::CustomerRequest.as_str())
-                {
+                } else if order.cancel_reason == Some(CancelReason::CustomerRequest) {
                     // A charge may have been in flight when the customer cancelled.
                     "If your card was charged, the amount is being refunded."
                 } else {

@@ -313,7 +313,7 @@ async fn write_charge_outcomes(
 async fn lock_order_status(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
-) -> QueryResult<Option<String>> {
+) -> QueryResult<Option<OrderStatus>> {
     orders::table
         .find(order_id)
         .select(orders::status)
@@ -332,7 +332,7 @@ pub enum Cancellation {
     },
     /// Reserved or terminal: too late to cancel.
     TooLate {
-        status: String,
+        status: OrderStatus,
     },
     NotFound,
 }
@@ -351,9 +351,8 @@ pub async fn cancel_by_customer(
     let Some(status) = status else {
         return Ok(Cancellation::NotFound);
     };
-    let from = match status.as_str() {
-        s if s == OrderStatus::Pending.as_str() => OrderStatus::Pending,
-        s if s == OrderStatus::Paid.as_str() => OrderStatus::Paid,
+    let from = match status {
+        OrderStatus::Pending | OrderStatus::Paid => status,
         _ => return Ok(Cancellation::TooLate { status }),
     };
     let reason = CancelReason::CustomerRequest;
@@ -448,12 +447,12 @@ pub async fn reserve_orders(
         .await?
         .into_iter()
         .collect();
-    let mut statuses: HashMap<Uuid, String> = orders::table
+    let mut statuses: HashMap<Uuid, OrderStatus> = orders::table
         .filter(orders::id.eq_any(&order_ids))
         .order(orders::id)
         .select((orders::id, orders::status))
         .for_no_key_update()
-        .load::<(Uuid, String)>(conn)
+        .load::<(Uuid, OrderStatus)>(conn)
         .await?
         .into_iter()
         .collect();
@@ -462,7 +461,7 @@ pub async fn reserve_orders(
     let mut reservations = Vec::with_capacity(orders_to_reserve.len());
     for order in orders_to_reserve {
         let status = statuses.get_mut(&order.order_id);
-        let Some(status) = status.filter(|s| s.as_str() == OrderStatus::Paid.as_str()) else {
+        let Some(status) = status.filter(|status| **status == OrderStatus::Paid) else {
             reservations.push(Reservation::NotApplicable);
             continue;
         };
@@ -482,7 +481,7 @@ pub async fn reserve_orders(
                 *stock.entry(*product).or_default() -= quantity;
                 *writes.taken.entry(*product).or_default() += quantity;
             }
-            *status = OrderStatus::Reserved.as_str().to_string();
+            *status = OrderStatus::Reserved;
             writes.reserved.push(order.order_id);
             writes.events.push((
                 order.order_id,
@@ -495,7 +494,7 @@ pub async fn reserve_orders(
             );
             reservations.push(Reservation::Reserved);
         } else {
-            *status = OrderStatus::Cancelled.as_str().to_string();
+            *status = OrderStatus::Cancelled;
             writes.out_of_stock.push(order.order_id);
             writes.events.push((
                 order.order_id,
@@ -775,8 +774,8 @@ pub async fn record_task_dead(
 /// What the payment step needs to know about an order.
 #[derive(Debug, Clone, Queryable)]
 pub struct ChargeFacts {
-    pub status: String,
-    pub cancel_reason: Option<String>,
+    pub status: OrderStatus,
+    pub cancel_reason: Option<CancelReason>,
     pub total_cents: i64,
     pub currency: String,
     pub payment_token: String,
@@ -843,7 +842,7 @@ pub async fn notification_facts(
                     name: row.customer_name,
                 },
                 cancel_reason: row.cancel_reason,
-                refunded: row.payment_status.as_deref() == Some(PaymentStatus::Refunded.as_str()),
+                refunded: row.payment_status == Some(PaymentStatus::Refunded),
                 items: row.lines.into_items(),
                 total_cents: row.total_cents,
                 currency: row.currency,
@@ -877,9 +876,9 @@ struct NotificationFacts {
     #[diesel(sql_type = Text)]
     customer_name: String,
     #[diesel(sql_type = Nullable<Text>)]
-    cancel_reason: Option<String>,
+    cancel_reason: Option<CancelReason>,
     #[diesel(sql_type = Nullable<Text>)]
-    payment_status: Option<String>,
+    payment_status: Option<PaymentStatus>,
     #[diesel(sql_type = BigInt)]
     total_cents: i64,
     #[diesel(sql_type = Text)]

@@ -211,7 +211,7 @@ async fn insert_order(
     // `placed` event has the order's own timestamp.
     let view = Order {
         id: order_id,
-        status: OrderStatus::Pending.as_str().to_string(),
+        status: OrderStatus::Pending,
         cancel_reason: None,
         customer: Customer {
             email: order.customer_email.clone(),

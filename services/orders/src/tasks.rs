@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orderflow_queue::{KindConfig, NewTask};
+use orderflow_queue::{KindConfig, NewTask, TaskArgs};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -37,23 +37,13 @@ impl TaskKind {
         config
     }
 
-    /// Attempts, leases and timeouts per kind. Gateway and SMTP calls get more attempts
-    /// (outages pass); inventory only touches PostgreSQL.
+    /// The settings its arguments' type gives the kind.
     pub fn config(self) -> KindConfig {
-        // Leases are short because a heartbeat extends them; the timeout bounds an attempt.
-        let (kind, max_attempts, timeout_secs) = match self {
-            Self::PaymentCharge => ("payment.charge", 10, 60),
-            Self::PaymentRefund => ("payment.refund", 20, 60),
-            Self::InventoryReserve => ("inventory.reserve", 10, 30),
-            Self::NotificationSend => ("notification.send", 20, 60),
-        };
-        KindConfig {
-            kind,
-            max_attempts,
-            lease: DEFAULT_LEASE,
-            timeout: Duration::from_secs(timeout_secs),
-            base_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(60),
+        match self {
+            Self::PaymentCharge => ChargeArgs::config(),
+            Self::PaymentRefund => RefundArgs::config(),
+            Self::InventoryReserve => ReserveArgs::config(),
+            Self::NotificationSend => NotifyArgs::config(),
         }
     }
 }
@@ -61,48 +51,100 @@ impl TaskKind {
 /// How long a task stays claimed after its worker stopped sending heartbeats.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
-/// Payload of `payment.charge`, `payment.refund` and `inventory.reserve`.
+/// The settings every order task shares. Leases are short because a heartbeat extends
+/// them; the timeout bounds an attempt. Gateway and SMTP calls get more attempts (outages
+/// pass); inventory only touches PostgreSQL.
+fn order_task(kind: &'static str, max_attempts: i32, timeout: Duration) -> KindConfig {
+    KindConfig {
+        kind,
+        max_attempts,
+        lease: DEFAULT_LEASE,
+        timeout,
+        base_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(60),
+    }
+}
+
+/// `payment.charge`: charge a pending order's card.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct OrderTask {
+pub struct ChargeArgs {
     pub order_id: Uuid,
 }
 
-/// Payload of `notification.send`.
+impl TaskArgs for ChargeArgs {
+    const KIND: &'static str = "payment.charge";
+    fn config() -> KindConfig {
+        order_task(Self::KIND, 10, Duration::from_secs(60))
+    }
+}
+
+/// `payment.refund`: give back an order's captured payment.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct NotificationTask {
+pub struct RefundArgs {
+    pub order_id: Uuid,
+}
+
+impl TaskArgs for RefundArgs {
+    const KIND: &'static str = "payment.refund";
+    fn config() -> KindConfig {
+        order_task(Self::KIND, 20, Duration::from_secs(60))
+    }
+}
+
+/// `inventory.reserve`: take a paid order's stock, all of its lines or none.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ReserveArgs {
+    pub order_id: Uuid,
+}
+
+impl TaskArgs for ReserveArgs {
+    const KIND: &'static str = "inventory.reserve";
+    fn config() -> KindConfig {
+        order_task(Self::KIND, 10, Duration::from_secs(30))
+    }
+}
+
+/// `notification.send`: the order's confirmation or cancellation e-mail.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct NotifyArgs {
     pub order_id: Uuid,
     pub notification: NotificationKind,
 }
 
-fn new_task(kind: TaskKind, payload: impl Serialize) -> NewTask {
-    // Serialising these plain structs cannot fail.
-    let payload = serde_json::to_value(payload).unwrap_or_default();
-    NewTask::new(&kind.config(), payload)
+impl TaskArgs for NotifyArgs {
+    const KIND: &'static str = "notification.send";
+    fn config() -> KindConfig {
+        order_task(Self::KIND, 20, Duration::from_secs(60))
+    }
+
+    /// Unique per order and kind: when two paths ask for the same e-mail (a customer
+    /// cancels while a charge is in flight, and the refund asks again), one task sends it.
+    fn unique_key(&self) -> Option<String> {
+        Some(format!(
+            "notification:{}:{}",
+            self.order_id, self.notification
+        ))
+    }
 }
 
 pub fn charge_payment(order_id: Uuid) -> NewTask {
-    new_task(TaskKind::PaymentCharge, OrderTask { order_id })
+    ChargeArgs { order_id }.to_task()
 }
 
 pub fn refund_payment(order_id: Uuid) -> NewTask {
-    new_task(TaskKind::PaymentRefund, OrderTask { order_id })
+    RefundArgs { order_id }.to_task()
 }
 
 pub fn reserve_inventory(order_id: Uuid) -> NewTask {
-    new_task(TaskKind::InventoryReserve, OrderTask { order_id })
+    ReserveArgs { order_id }.to_task()
 }
 
-/// Unique per order and kind: when two paths ask for the same e-mail (a customer cancels
-/// while a charge is in flight, and the refund asks again), one task sends it.
 pub fn send_notification(order_id: Uuid, notification: NotificationKind) -> NewTask {
-    new_task(
-        TaskKind::NotificationSend,
-        NotificationTask {
-            order_id,
-            notification,
-        },
-    )
-    .unique(format!("notification:{order_id}:{notification}"))
+    NotifyArgs {
+        order_id,
+        notification,
+    }
+    .to_task()
 }
 
 /// The part every order task's payload has: used to put a dead task on its order's timeline.

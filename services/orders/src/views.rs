@@ -12,6 +12,7 @@ use diesel::sql_types::{
 use orderflow_queue::prepared_sql;
 
 use crate::schema::{order_items, orders, payments, products};
+use crate::status::{CancelReason, OrderStatus, PaymentStatus};
 
 #[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = products)]
@@ -42,7 +43,7 @@ pub struct OrderItem {
 #[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = payments)]
 pub struct PaymentView {
-    pub status: String,
+    pub status: PaymentStatus,
     pub amount_cents: i64,
 }
 
@@ -82,8 +83,8 @@ pub struct OrderEvent {
 }))]
 pub struct Order {
     pub id: Uuid,
-    pub status: String,
-    pub cancel_reason: Option<String>,
+    pub status: OrderStatus,
+    pub cancel_reason: Option<CancelReason>,
     pub customer: Customer,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -235,9 +236,9 @@ struct OrderWithParts {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = Text)]
-    status: String,
+    status: OrderStatus,
     #[diesel(sql_type = Nullable<Text>)]
-    cancel_reason: Option<String>,
+    cancel_reason: Option<CancelReason>,
     #[diesel(sql_type = Text)]
     customer_email: String,
     #[diesel(sql_type = Text)]
@@ -255,7 +256,7 @@ struct OrderWithParts {
     #[diesel(sql_type = Text)]
     access_token: String,
     #[diesel(sql_type = Nullable<Text>)]
-    payment_status: Option<String>,
+    payment_status: Option<PaymentStatus>,
     #[diesel(sql_type = Nullable<BigInt>)]
     payment_amount_cents: Option<i64>,
     #[diesel(embed)]
@@ -320,8 +321,8 @@ impl OrderWithParts {
 #[diesel(table_name = orders)]
 pub struct OrderSummary {
     pub id: Uuid,
-    pub status: String,
-    pub cancel_reason: Option<String>,
+    pub status: OrderStatus,
+    pub cancel_reason: Option<CancelReason>,
     pub customer_email: String,
     pub total_cents: i64,
     pub currency: String,

@@ -16,7 +16,7 @@ use orderflow::payment::{
 };
 use orderflow::runtime::WorkerRuntime;
 use orderflow::status::{CancelReason, OrderStatus};
-use orderflow::tasks::{self, OrderTask, TaskKind};
+use orderflow::tasks::{self, ChargeArgs, RefundArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
@@ -93,8 +93,8 @@ impl ChargePayment {
     /// was cancelled before the retry. The provider is asked what it did under the order's
     /// key; a charge it made is recorded as captured too late, which refunds it.
     async fn reconcile(&self, order_id: Uuid, facts: &ChargeFacts) -> Result<Charge, TaskError> {
-        let cancelled_by_customer = facts.status == OrderStatus::Cancelled.as_str()
-            && facts.cancel_reason.as_deref() == Some(CancelReason::CustomerRequest.as_str());
+        let cancelled_by_customer = facts.status == OrderStatus::Cancelled
+            && facts.cancel_reason == Some(CancelReason::CustomerRequest);
         if !cancelled_by_customer {
             return Ok(Charge::NotPending);
         }
@@ -118,18 +118,22 @@ impl ChargePayment {
 }
 
 impl TaskHandler for ChargePayment {
+    type Args = ChargeArgs;
     type Outcome = Charge;
     type Recorded = lifecycle::Recorded;
 
     #[tracing::instrument(name = "charge_payment", skip_all)]
-    async fn perform(&self, task: &ClaimedTask) -> Result<Charge, TaskError> {
-        let OrderTask { order_id } = task.payload()?;
+    async fn perform(
+        &self,
+        task: &ClaimedTask,
+        ChargeArgs { order_id }: ChargeArgs,
+    ) -> Result<Charge, TaskError> {
         let Some(facts) = self.orders.get(order_id).await? else {
             return Err(TaskError::permanent(format!(
                 "order {order_id} does not exist"
             )));
         };
-        if facts.status != OrderStatus::Pending.as_str() {
+        if facts.status != OrderStatus::Pending {
             return self.reconcile(order_id, &facts).await;
         }
 
@@ -234,12 +238,16 @@ pub struct Refund {
 }
 
 impl TaskHandler for RefundPayment {
+    type Args = RefundArgs;
     type Outcome = Refund;
     type Recorded = lifecycle::Recorded;
 
     #[tracing::instrument(name = "refund_payment", skip_all)]
-    async fn perform(&self, task: &ClaimedTask) -> Result<Refund, TaskError> {
-        let OrderTask { order_id } = task.payload()?;
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        RefundArgs { order_id }: RefundArgs,
+    ) -> Result<Refund, TaskError> {
         let captured = {
             let mut conn = self.pool.get().await?;
             lifecycle::captured_payment(&mut conn, order_id).await?

@@ -61,6 +61,7 @@
 //!   finish within a grace period; what is still running then is stopped and given back
 //!   ([`release`]) without counting the attempt.
 
+mod args;
 mod claim;
 mod correlation;
 mod error;
@@ -79,6 +80,7 @@ mod worker;
 
 pub mod admin;
 
+pub use args::TaskArgs;
 pub use claim::{
     claim_batch, enqueue, enqueue_all, extend_lease, fail, notify_channel, release, rescue_expired,
     FailureOutcome,

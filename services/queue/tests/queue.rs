@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// to write (the worker still completes them).
 macro_rules! records_nothing {
     () => {
+        type Args = serde_json::Value;
         type Outcome = ();
         type Recorded = ();
 
@@ -402,7 +403,11 @@ impl RunningWorker {
 impl TaskHandler for AlwaysFails {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if self.permanent {
             Err(TaskError::permanent("card declined"))
@@ -594,7 +599,11 @@ struct Completes;
 impl TaskHandler for Completes {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -653,7 +662,11 @@ impl Stamps {
 impl TaskHandler for Stamps {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         self.stamps().push(std::time::Instant::now());
         Ok(())
     }
@@ -855,7 +868,11 @@ impl Gate {
 impl TaskHandler for Gate {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         let attempt = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let mut guard = DropCounter(&self.dropped, false);
         if attempt <= self.hold_first {
@@ -1332,7 +1349,11 @@ struct PanicsOnce {
 impl TaskHandler for PanicsOnce {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("boom");
         }
@@ -1410,11 +1431,12 @@ impl GroupProbe {
 }
 
 impl TaskHandler for GroupProbe {
+    type Args = serde_json::Value;
     type Outcome = ();
     type Recorded = i64;
 
-    async fn perform(&self, task: &ClaimedTask) -> Result<(), TaskError> {
-        if task.payload["panic"] == true {
+    async fn perform(&self, _task: &ClaimedTask, args: serde_json::Value) -> Result<(), TaskError> {
+        if args["panic"] == true {
             self.wait_for(|probe: &Self| {
                 std::sync::atomic::AtomicBool::load(&probe.recording, Ordering::SeqCst)
             })
@@ -1541,7 +1563,11 @@ struct HookPanicsOnce {
 impl TaskHandler for HookPanicsOnce {
     records_nothing!();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 
@@ -1824,10 +1850,15 @@ async fn pooled_sessions_do_not_jit_compile_a_scan_they_cannot_avoid() {
 struct RecordsClaims(std::sync::Mutex<Vec<(i64, uuid::Uuid)>>);
 
 impl TaskHandler for RecordsClaims {
+    type Args = serde_json::Value;
     type Outcome = ();
     type Recorded = ();
 
-    async fn perform(&self, _task: &ClaimedTask) -> Result<(), TaskError> {
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{get, web, HttpResponse};
-use orderflow::status::{EventType, OrderStatus};
+use orderflow::status::EventType;
 use orderflow::views::{self, Order};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -121,7 +121,7 @@ fn order_frame(order: &Order) -> Option<Bytes> {
 /// Nothing more will happen to the order: it is terminal and its e-mail was sent (or
 /// will never be).
 fn finished(order: &Order) -> bool {
-    let terminal = OrderStatus::parse(&order.status).is_some_and(OrderStatus::is_terminal);
+    let terminal = order.status.is_terminal();
     let mailed = [
         EventType::Fulfilled,
         EventType::Notified,
