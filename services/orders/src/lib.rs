@@ -18,6 +18,7 @@ mod place;
 pub mod runtime;
 pub mod schema;
 pub mod status;
+pub mod steps;
 pub mod tasks;
 pub mod telemetry;
 pub mod views;

@@ -3,7 +3,12 @@
 use std::time::Duration;
 
 use orderflow_queue::{KindConfig, NewTask, TaskArgs};
-use serde::{Deserialize, Serialize};
+
+pub use crate::steps::charge::ChargeArgs;
+pub use crate::steps::notify::NotifyArgs;
+pub use crate::steps::refund::RefundArgs;
+pub use crate::steps::reserve::ReserveArgs;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::status::NotificationKind;
@@ -54,7 +59,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// The settings every order task shares. Leases are short because a heartbeat extends
 /// them; the timeout bounds an attempt. Gateway and SMTP calls get more attempts (outages
 /// pass); inventory only touches PostgreSQL.
-fn order_task(kind: &'static str, max_attempts: i32, timeout: Duration) -> KindConfig {
+pub(crate) fn order_task(kind: &'static str, max_attempts: i32, timeout: Duration) -> KindConfig {
     KindConfig {
         kind,
         max_attempts,
@@ -62,68 +67,6 @@ fn order_task(kind: &'static str, max_attempts: i32, timeout: Duration) -> KindC
         timeout,
         base_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(60),
-    }
-}
-
-/// `payment.charge`: charge a pending order's card.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ChargeArgs {
-    pub order_id: Uuid,
-}
-
-impl TaskArgs for ChargeArgs {
-    const KIND: &'static str = "payment.charge";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 10, Duration::from_secs(60))
-    }
-}
-
-/// `payment.refund`: give back an order's captured payment.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct RefundArgs {
-    pub order_id: Uuid,
-}
-
-impl TaskArgs for RefundArgs {
-    const KIND: &'static str = "payment.refund";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 20, Duration::from_secs(60))
-    }
-}
-
-/// `inventory.reserve`: take a paid order's stock, all of its lines or none.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ReserveArgs {
-    pub order_id: Uuid,
-}
-
-impl TaskArgs for ReserveArgs {
-    const KIND: &'static str = "inventory.reserve";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 10, Duration::from_secs(30))
-    }
-}
-
-/// `notification.send`: the order's confirmation or cancellation e-mail.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct NotifyArgs {
-    pub order_id: Uuid,
-    pub notification: NotificationKind,
-}
-
-impl TaskArgs for NotifyArgs {
-    const KIND: &'static str = "notification.send";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 20, Duration::from_secs(60))
-    }
-
-    /// Unique per order and kind: when two paths ask for the same e-mail (a customer
-    /// cancels while a charge is in flight, and the refund asks again), one task sends it.
-    fn unique_key(&self) -> Option<String> {
-        Some(format!(
-            "notification:{}:{}",
-            self.order_id, self.notification
-        ))
     }
 }
 
