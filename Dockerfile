@@ -15,6 +15,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY services/queue/Cargo.toml services/queue/
 COPY services/orders/Cargo.toml services/orders/
+COPY services/runtime/Cargo.toml services/runtime/
 COPY services/order-api/Cargo.toml services/order-api/
 COPY services/payment-worker/Cargo.toml services/payment-worker/
 COPY services/inventory-worker/Cargo.toml services/inventory-worker/
@@ -22,7 +23,7 @@ COPY services/notification-worker/Cargo.toml services/notification-worker/
 COPY services/gateway-sim/Cargo.toml services/gateway-sim/
 COPY services/tests/Cargo.toml services/tests/
 COPY services/bench/Cargo.toml services/bench/
-RUN for crate in queue orders order-api payment-worker inventory-worker notification-worker gateway-sim tests bench; do \
+RUN for crate in queue orders runtime order-api payment-worker inventory-worker notification-worker gateway-sim tests bench; do \
         mkdir -p "services/$crate/src" && : > "services/$crate/src/lib.rs"; \
     done \
     && for bin in order-api payment-worker inventory-worker notification-worker gateway-sim bench; do \

@@ -33,8 +33,8 @@ def problem(message):
 
 
 def config_variables():
-    """{config struct: variables its from_env reads} from services/orders/src/config.rs."""
-    source = (ROOT / "services/orders/src/config.rs").read_text()
+    """{config struct: variables its from_env reads} from services/runtime/src/config.rs."""
+    source = (ROOT / "services/runtime/src/config.rs").read_text()
     found = {}
     for match in re.finditer(r"^impl (\w+) \{(.*?)^\}", source, re.S | re.M):
         # `var`, `optional_var`, and the small helpers built on them (`rate`, `millis`, ...).
@@ -47,7 +47,7 @@ def config_variables():
 def binary_variables():
     """{binary: variables it reads}, following each main.rs's `Config::from_env` calls."""
     structs = config_variables()
-    telemetry = (ROOT / "services/orders/src/telemetry.rs").read_text()
+    telemetry = (ROOT / "services/runtime/src/telemetry.rs").read_text()
     logging = {"RUST_LOG"} if "from_default_env" in telemetry else set()
     binaries = {}
     for manifest in sorted(ROOT.glob("services/*/Cargo.toml")):

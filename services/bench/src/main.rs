@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orderflow::config::DatabaseConfig;
 use orderflow_queue::{
     enqueue, ClaimedTask, KindConfig, Listener, NewTask, Pool, TaskError, TaskHandler, Worker,
     WorkerOptions,
 };
+use orderflow_runtime::config::DatabaseConfig;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -288,17 +288,18 @@ async fn main() -> Result<(), AnyError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let database = DatabaseConfig::from_env()?;
     let url = database.url.expose().to_string();
-    orderflow::db::run_migrations(&url).await?;
+    orderflow_runtime::db::run_migrations(&url).await?;
     let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(16);
-    let pool = orderflow::db::pool(&database, (STAGES.len() * (concurrency + 1) + 4) as u32);
+    let pool =
+        orderflow_runtime::db::pool(&database, (STAGES.len() * (concurrency + 1) + 4) as u32);
     let bench = Bench {
         pool,
         url,
         concurrency,
-        claim_cooldown: orderflow::config::WorkerConfig::from_env()?.claim_cooldown,
+        claim_cooldown: orderflow_runtime::config::WorkerConfig::from_env()?.claim_cooldown,
     };
     {
         // Every run starts from the same table: earlier runs' rows gone, their dead

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orderflow::config::PaymentConfig;
 use orderflow::payment::{
     ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
+use orderflow_runtime::config::PaymentConfig;
 
 use crate::api::{Charge, ChargeStatus, CreateCharge, CreateRefund};
 use crate::{Behaviour, Latency, Provider, ProviderError, Retention};

@@ -2,15 +2,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use gateway_sim::{Behaviour, Latency, Provider, Retention};
-use orderflow::config::{GatewaySimConfig, LogFormat};
+use orderflow_runtime::config::{GatewaySimConfig, LogFormat};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    orderflow::runtime::exit_code("gateway-sim", run().await)
+    orderflow_runtime::runtime::exit_code("gateway-sim", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let config = GatewaySimConfig::from_env()?;
     let behaviour = Behaviour {
         latency: Latency {

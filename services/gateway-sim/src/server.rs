@@ -7,7 +7,7 @@ use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use orderflow::access::{bearer_token, secrets_match};
-use orderflow::config::Secret;
+use orderflow_runtime::config::Secret;
 use serde::Deserialize;
 
 use crate::api::{ApiError, CreateCharge, CreateRefund, ErrorBody};

@@ -3,11 +3,11 @@
 use diesel_async::AsyncPgConnection;
 use orderflow::lifecycle;
 use orderflow::lifecycle::ToReserve;
-use orderflow::runtime::WorkerRuntime;
 use orderflow::tasks::{self, ReserveArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
+use orderflow_runtime::runtime::WorkerRuntime;
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve];

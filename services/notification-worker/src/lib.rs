@@ -6,18 +6,19 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use orderflow::db::Pool;
 use orderflow::email::OrderMail;
-use orderflow::email::{self, Letterhead, MailError, Mailer};
+use orderflow::email::{self, Letterhead, MailError};
 use orderflow::lifecycle;
 use orderflow::lifecycle::{SentEmail, UndeliverableEmail};
 use orderflow::lookup::{BatchedLookup, LookupMany};
-use orderflow::runtime::WorkerRuntime;
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, NotifyArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
+use orderflow_runtime::db::Pool;
+use orderflow_runtime::mailer::Mailer;
+use orderflow_runtime::runtime::WorkerRuntime;
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::NotificationSend];
@@ -188,7 +189,7 @@ impl TaskHandler for SendNotification {
             let since_accepted = (Utc::now() - sent.order_created_at)
                 .to_std()
                 .unwrap_or_default();
-            orderflow::metrics::record_order_finished(outcome, since_accepted);
+            orderflow_runtime::metrics::record_order_finished(outcome, since_accepted);
         }
     }
 

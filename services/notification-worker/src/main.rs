@@ -1,17 +1,17 @@
 use std::process::ExitCode;
 
-use orderflow::config::{DatabaseConfig, LogFormat, MailConfig, WorkerConfig};
-use orderflow::email::Mailer;
-use orderflow::runtime::WorkerRuntime;
+use orderflow_runtime::config::{DatabaseConfig, LogFormat, MailConfig, WorkerConfig};
+use orderflow_runtime::mailer::Mailer;
+use orderflow_runtime::runtime::WorkerRuntime;
 
-// One thread, as `orderflow::runtime` explains.
+// One thread, as `orderflow_runtime::runtime` explains.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    orderflow::runtime::exit_code("notification-worker", run().await)
+    orderflow_runtime::runtime::exit_code("notification-worker", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let mail = MailConfig::from_env()?;
     let mailer = Mailer::from_config(&mail)?;
     let mut runtime = WorkerRuntime::new(

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderflow::db::Pool;
+use orderflow_runtime::db::Pool;
 
 /// Why an order was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use orderflow::config::{ApiConfig, DatabaseConfig, LogFormat};
+use orderflow_runtime::config::{ApiConfig, DatabaseConfig, LogFormat};
 
 const USAGE: &str = "usage: order-api [command]
   serve                     run the HTTP API (default); migrates first unless MIGRATE_ON_START=false
@@ -35,21 +35,21 @@ async fn main() -> ExitCode {
         }
         Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
     };
-    orderflow::runtime::exit_code("order-api", result)
+    orderflow_runtime::runtime::exit_code("order-api", result)
 }
 
 type AnyError = Box<dyn std::error::Error>;
 
 async fn migrate() -> Result<(), AnyError> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let database = DatabaseConfig::from_env()?;
-    let applied = orderflow::db::run_migrations(database.url.expose()).await?;
+    let applied = orderflow_runtime::db::run_migrations(database.url.expose()).await?;
     tracing::info!(?applied, "migrations applied");
     Ok(())
 }
 
 async fn seed() -> Result<(), AnyError> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let database = DatabaseConfig::from_env()?;
     let mut conn = AsyncPgConnection::establish(database.url.expose()).await?;
     let added = orderflow::catalog::seed_demo_catalog(&mut conn).await?;
@@ -121,15 +121,15 @@ async fn healthcheck() -> Result<(), AnyError> {
 }
 
 async fn serve() -> Result<(), AnyError> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let database = DatabaseConfig::from_env()?;
     let api = ApiConfig::from_env()?;
     if api.migrate_on_start {
         tokio::select! {
-            applied = orderflow::db::run_migrations_when_reachable(database.url.expose()) => {
+            applied = orderflow_runtime::db::run_migrations_when_reachable(database.url.expose()) => {
                 tracing::info!(applied = ?applied?, "migrations applied");
             }
-            () = orderflow::runtime::shutdown_signal() => {
+            () = orderflow_runtime::runtime::shutdown_signal() => {
                 tracing::info!("stopped while waiting for the database");
                 return Ok(());
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
-use orderflow::db::Pool;
+use orderflow_runtime::db::Pool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 

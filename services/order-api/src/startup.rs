@@ -6,8 +6,8 @@ use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
-use orderflow::config::{ApiConfig, DatabaseConfig};
-use orderflow::db::{Pool, SessionLimits};
+use orderflow_runtime::config::{ApiConfig, DatabaseConfig};
+use orderflow_runtime::db::{Pool, SessionLimits};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -39,9 +39,9 @@ pub struct Application {
 /// The API's pool: every session bounds its statements and lock waits, so a request ends
 /// with a 503 when the database stalls instead of hanging.
 pub fn api_pool(database: &DatabaseConfig, api: &ApiConfig) -> Pool {
-    orderflow::db::pool_with_limits(
+    orderflow_runtime::db::pool_with_limits(
         database,
-        database.pool_size_or(orderflow::db::DEFAULT_POOL_SIZE),
+        database.pool_size_or(orderflow_runtime::db::DEFAULT_POOL_SIZE),
         Some(SessionLimits {
             statement_timeout: api.statement_timeout,
             lock_timeout: api.lock_timeout,
@@ -54,7 +54,7 @@ pub fn api_pool(database: &DatabaseConfig, api: &ApiConfig) -> Pool {
 pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
     let listener = TcpListener::bind(config.addr)?;
     let addr = listener.local_addr()?;
-    let metrics = orderflow::metrics::install()
+    let metrics = orderflow_runtime::metrics::install()
         .inspect_err(|error| tracing::warn!(%error, "metrics disabled"))
         .ok();
     let admission = crate::admission::Admission::new(
@@ -78,7 +78,7 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
         pool,
         admin_token: config.admin_token.clone(),
         metrics,
-        backlog_gauges: orderflow::metrics::BacklogGauges::every(config.queue_gauges_every),
+        backlog_gauges: orderflow_runtime::metrics::BacklogGauges::every(config.queue_gauges_every),
         order_limiter: crate::rate_limit::RateLimiter::per_minute(config.order_rate_limit),
         trusted_proxies: config.trusted_proxies.clone(),
     });

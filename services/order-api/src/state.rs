@@ -2,8 +2,8 @@ use std::future::{ready, Ready};
 
 use actix_web::{web, FromRequest, HttpRequest};
 use orderflow::access::{bearer_token, secrets_match};
-use orderflow::config::Secret;
-use orderflow::db::Pool;
+use orderflow_runtime::config::Secret;
+use orderflow_runtime::db::Pool;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -13,7 +13,7 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// `None` when the metrics recorder could not be installed (logged at start).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub backlog_gauges: orderflow::metrics::BacklogGauges,
+    pub backlog_gauges: orderflow_runtime::metrics::BacklogGauges,
     /// `None`: orders are not limited per client.
     pub order_limiter: Option<crate::rate_limit::RateLimiter>,
     pub trusted_proxies: Vec<std::net::IpAddr>,

@@ -1,11 +1,11 @@
-//! Order e-mails through lettre: SMTP when configured, `.eml` files otherwise.
+//! Order e-mails: what each says, its deterministic Message-ID, the customer's address as
+//! the API accepts it. Sending them is `orderflow_runtime::mailer`'s.
 
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use uuid::Uuid;
 
-use crate::config::MailConfig;
 use crate::status::{CancelReason, NotificationKind};
 use crate::views::{Customer, OrderItem};
 
@@ -214,50 +214,6 @@ fn order_lines(order: &OrderMail) -> String {
 
 fn cents(amount: i64) -> String {
     format!("{}.{:02}", amount / 100, amount % 100)
-}
-
-/// Sends e-mails over SMTP or writes them as `.eml` files.
-#[derive(Clone)]
-pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Files(AsyncFileTransport<Tokio1Executor>),
-}
-
-impl Mailer {
-    pub fn from_config(config: &MailConfig) -> Result<Self, MailError> {
-        match &config.smtp_url {
-            Some(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-                    .map_err(|error| MailError::Permanent(format!("SMTP_URL: {error}")))?
-                    .timeout(Some(std::time::Duration::from_secs(10)))
-                    .build();
-                Ok(Self::Smtp(transport))
-            }
-            None => {
-                std::fs::create_dir_all(&config.mail_dir).map_err(|error| {
-                    MailError::Permanent(format!("MAIL_DIR {}: {error}", config.mail_dir.display()))
-                })?;
-                Ok(Self::Files(AsyncFileTransport::new(&config.mail_dir)))
-            }
-        }
-    }
-
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
-        match self {
-            Self::Smtp(transport) => transport.send(message).await.map(drop).map_err(|error| {
-                if error.is_permanent() {
-                    MailError::Permanent(error.to_string())
-                } else {
-                    MailError::Transient(error.to_string())
-                }
-            }),
-            Self::Files(transport) => transport
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|error| MailError::Transient(error.to_string())),
-        }
-    }
 }
 
 /// The value of a header in a raw message (its first occurrence, on one line), as a

@@ -1,24 +1,19 @@
-//! Orderflow's domain: what an order is, how it moves through its lifecycle, and the
-//! pieces the services share (configuration, database, payment gateway, e-mail).
+//! Orderflow's domain: what an order is, how it moves through its lifecycle step by step,
+//! the payment gateway it needs and the e-mails it sends. What the services run on
+//! (configuration, pool, logging, metrics, the worker runtime) is `orderflow-runtime`'s.
 //!
 //! Start with [`lifecycle`]: every transition an order can take, in one file.
 
 pub mod access;
 pub mod catalog;
-pub mod config;
-pub mod db;
 pub mod email;
 pub mod invariants;
 pub mod lifecycle;
 pub mod lookup;
-pub mod metrics;
-pub mod ops;
 pub mod payment;
 mod place;
-pub mod runtime;
 pub mod schema;
 pub mod status;
 pub mod steps;
 pub mod tasks;
-pub mod telemetry;
 pub mod views;

@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use orderflow_queue::TaskError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::Pool;
+use orderflow_queue::Pool;
 
 /// The most keys one read asks for.
 const MAX_KEYS: usize = 64;

@@ -11,10 +11,10 @@
 
 use async_trait::async_trait;
 use gateway_sim::api::{Charge, CreateCharge, CreateRefund, Refund};
-use orderflow::config::{PaymentConfig, Secret};
 use orderflow::payment::{
     ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
+use orderflow_runtime::config::{PaymentConfig, Secret};
 use reqwest::StatusCode;
 
 pub struct HttpGateway {

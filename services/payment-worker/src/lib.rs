@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use orderflow::db::Pool;
 use orderflow::lifecycle;
 use orderflow::lifecycle::{ChargeFacts, ChargeToRecord};
 use orderflow::lookup::{BatchedLookup, LookupMany};
 use orderflow::payment::{
     self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
-use orderflow::runtime::WorkerRuntime;
 use orderflow::status::{CancelReason, OrderStatus};
 use orderflow::tasks::{self, ChargeArgs, RefundArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
 };
+use orderflow_runtime::db::Pool;
+use orderflow_runtime::runtime::WorkerRuntime;
 use uuid::Uuid;
 
 pub const KINDS: &[TaskKind] = &[TaskKind::PaymentCharge, TaskKind::PaymentRefund];

@@ -1,18 +1,18 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use orderflow::config::{DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
 use orderflow::payment::PaymentGateway;
-use orderflow::runtime::WorkerRuntime;
+use orderflow_runtime::config::{DatabaseConfig, LogFormat, PaymentConfig, WorkerConfig};
+use orderflow_runtime::runtime::WorkerRuntime;
 
-// One thread, as `orderflow::runtime` explains.
+// One thread, as `orderflow_runtime::runtime` explains.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    orderflow::runtime::exit_code("payment-worker", run().await)
+    orderflow_runtime::runtime::exit_code("payment-worker", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    orderflow::telemetry::init(LogFormat::from_env()?);
+    orderflow_runtime::telemetry::init(LogFormat::from_env()?);
     let mut runtime = WorkerRuntime::new(
         &DatabaseConfig::from_env()?,
         &WorkerConfig::from_env()?,

@@ -224,7 +224,7 @@ async fn a_claim_commits_without_the_flush_wait_and_only_its_own_transaction() {
             Ok::<_, diesel::result::Error>((claimed.len(), synchronous_commit(conn).await))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the setting is read");
     assert_eq!(seen, (1, "off".to_string()));
     // The session's next transactions (a recording, say) commit durably again.
     assert_eq!(synchronous_commit(&mut conn).await, durable);
@@ -247,10 +247,10 @@ async fn a_claim_tells_how_long_its_task_waited_due() {
         .bind::<BigInt, _>(id)
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("claim batch");
     let [task] = claimed.as_slice() else {
         panic!("one task is due, claimed {}", claimed.len());
     };
@@ -286,7 +286,7 @@ async fn a_failed_attempt_waits_for_its_backoff() {
         Duration::from_secs(3600),
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the failure is recorded");
     assert_eq!(outcome, FailureOutcome::Retrying);
     let row = task_row(&mut conn, id).await;
     assert_eq!(row.state, "waiting");
@@ -563,7 +563,7 @@ async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
     diesel::sql_query("LISTEN \"tasks.test.tx\"")
         .execute(&mut listener)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
 
     let mut conn = db.connect().await;
     let rolled_back: Result<(), diesel::result::Error> = conn
@@ -581,7 +581,7 @@ async fn a_task_exists_only_if_its_transaction_commits_and_then_notifies() {
     let committed: Result<i64, diesel::result::Error> = conn
         .transaction(async |conn| Ok(enqueue_one(conn, &config).await))
         .await;
-    let id = committed.unwrap_or_else(|e| panic!("{e}"));
+    let id = committed.expect("the transaction commits");
     let mut notifications = std::pin::pin!(listener.notifications_stream());
     let notification = tokio::time::timeout(Duration::from_secs(10), notifications.next())
         .await
@@ -1093,7 +1093,7 @@ async fn an_attempt_whose_claim_was_taken_stops_at_the_next_heartbeat() {
         .bind::<BigInt, _>(id)
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     wait_until(
         "the attempt to be stopped",
         Duration::from_secs(10),
@@ -1186,9 +1186,7 @@ async fn a_task_with_a_unique_key_is_enqueued_once_whatever_its_state() {
     let mut conn = db.connect().await;
     let config = kind("test.unique", 3);
     let task = NewTask::new(&config, json!({ "n": 1 })).unique("order-1:confirmation");
-    let first = enqueue(&mut conn, &task)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = enqueue(&mut conn, &task).await.expect("enqueue");
     assert!(first.is_some());
     assert_eq!(
         enqueue(&mut conn, &task).await.ok(),
@@ -1235,7 +1233,7 @@ async fn age_task(conn: &mut AsyncPgConnection, id: i64, state: &str, age_hours:
     .bind::<BigInt, _>(id)
     .execute(conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
 }
 
 async fn task_ids(conn: &mut AsyncPgConnection) -> Vec<i64> {
@@ -1624,7 +1622,7 @@ async fn hand_written_sql_is_prepared_once_per_connection() {
             .bind::<Int4, _>(b)
             .get_result(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the query runs");
         assert_eq!(sum.value, expected, "{a} + {b} * {a}");
     }
     assert_eq!(prepared_copies(&mut conn, PREPARED).await, 1);
@@ -1635,7 +1633,7 @@ async fn hand_written_sql_is_prepared_once_per_connection() {
             .bind::<Int4, _>(value)
             .get_result(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the query runs");
         assert_eq!(sum.value, value);
     }
     assert_eq!(prepared_copies(&mut conn, UNPREPARED).await, 0);
@@ -1679,7 +1677,7 @@ async fn claim_plans(conn: &mut AsyncPgConnection) -> Plans {
     )
     .get_result(conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the query runs")
 }
 
 /// The services' pooled sessions plan a prepared statement once and reuse that plan; a
@@ -1690,14 +1688,14 @@ async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
     let db = TestDb::new().await;
     let config = kind("test.generic_plan", 3);
     let pool = db.pool(1);
-    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut pooled = pool.get().await.expect("a pooled connection");
     let mut plain = db.connect().await;
     for conn in [&mut *pooled, &mut plain] {
         for _ in 0..3 {
             enqueue_one(conn, &config).await;
             let claimed = claim_batch(conn, config.kind, 1, Duration::from_secs(30))
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("claim batch");
             assert_eq!(claimed.len(), 1);
         }
     }
@@ -1723,15 +1721,15 @@ async fn pooled_sessions_reuse_one_plan_per_prepared_statement() {
 async fn the_pool_hands_out_the_connection_returned_last() {
     let db = TestDb::new().await;
     let pool = db.pool(3);
-    let mut first = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
-    let mut second = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut first = pool.get().await.expect("a pooled connection");
+    let mut second = pool.get().await.expect("a pooled connection");
     let first_pid = backend_pid(&mut first).await;
     let second_pid = backend_pid(&mut second).await;
     assert_ne!(first_pid, second_pid);
     drop(first);
     drop(second);
     for _ in 0..3 {
-        let mut conn = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = pool.get().await.expect("a pooled connection");
         assert_eq!(backend_pid(&mut conn).await, second_pid);
     }
 }
@@ -1746,7 +1744,7 @@ async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
     diesel::sql_query("SELECT pg_backend_pid() AS pid")
         .get_result::<BackendPid>(conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the query runs")
         .pid
 }
 
@@ -1766,7 +1764,7 @@ async fn completion_plan(conn: &mut AsyncPgConnection) -> String {
     )
     .execute(conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
     explain(conn, "EXECUTE completion_probe('{1}', '{}')").await
 }
 
@@ -1775,7 +1773,7 @@ async fn explain(conn: &mut AsyncPgConnection, statement: &str) -> String {
     let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
         .load(conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the query runs");
     lines
         .into_iter()
         .map(|l| l.line)
@@ -1791,7 +1789,7 @@ async fn explain(conn: &mut AsyncPgConnection, statement: &str) -> String {
 async fn pooled_sessions_find_tasks_by_key_even_in_plans_made_on_a_small_table() {
     let db = TestDb::new().await;
     let pool = db.pool(1);
-    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut pooled = pool.get().await.expect("a pooled connection");
     enqueue_one(&mut pooled, &kind("test.plan_on_small_table", 3)).await;
     let pooled_plan = completion_plan(&mut pooled).await;
     assert!(
@@ -1803,7 +1801,7 @@ async fn pooled_sessions_find_tasks_by_key_even_in_plans_made_on_a_small_table()
     diesel::sql_query("SET plan_cache_mode = force_generic_plan")
         .execute(&mut plain)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let plain_plan = completion_plan(&mut plain).await;
     assert!(plain_plan.contains("Seq Scan on tasks"), "{plain_plan}");
 }
@@ -1823,7 +1821,7 @@ async fn pooled_sessions_do_not_jit_compile_a_scan_they_cannot_avoid() {
     const UNAVOIDABLE_SCAN: &str = "SELECT count(*) FROM tasks WHERE payload ? 'marker'";
     let db = TestDb::new().await;
     let pool = db.pool(1);
-    let mut pooled = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut pooled = pool.get().await.expect("a pooled connection");
     let pooled_plan = explain(&mut pooled, UNAVOIDABLE_SCAN).await;
     assert!(
         pooled_plan.contains("Seq Scan on tasks") && !pooled_plan.contains("JIT"),
@@ -1834,12 +1832,12 @@ async fn pooled_sessions_do_not_jit_compile_a_scan_they_cannot_avoid() {
     let jit: JitAvailable = diesel::sql_query("SELECT pg_jit_available() AS available")
         .get_result(&mut plain)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the query runs");
     if jit.available {
         diesel::sql_query("SET enable_seqscan = off")
             .execute(&mut plain)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the statement runs");
         let plain_plan = explain(&mut plain, UNAVOIDABLE_SCAN).await;
         assert!(plain_plan.contains("JIT"), "{plain_plan}");
     }
@@ -1906,7 +1904,7 @@ async fn in_one_group_a_stale_attempt_of_a_task_records_nothing_beside_its_fresh
         vec![(stale[0].clone(), ()), (fresh[0].clone(), ())],
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("record as group");
     assert!(
         matches!(results[0], Err(TaskError::ClaimLost)),
         "{results:?}"

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway_sim::SimulatedGateway;
-use orderflow::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
-use orderflow::email::Mailer;
 use orderflow::payment::PaymentGateway;
-use orderflow::runtime::WorkerRuntime;
+use orderflow_runtime::config::{ApiConfig, MailConfig, PaymentConfig, Secret, WorkerConfig};
+use orderflow_runtime::mailer::Mailer;
+use orderflow_runtime::runtime::WorkerRuntime;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ pub struct TestApp {
 /// cores run several tests at once).
 pub fn test_api_config() -> ApiConfig {
     ApiConfig {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        addr: "127.0.0.1:0".parse().expect("a valid literal"),
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         migrate_on_start: false,
         order_rate_limit: 0,
@@ -41,24 +41,58 @@ pub fn test_api_config() -> ApiConfig {
     }
 }
 
-/// Starts the API on a free port against `db`.
-pub async fn spawn_app(db: &TestDb) -> TestApp {
-    spawn_app_with(db, test_api_config()).await
+impl TestApp {
+    /// The API on a free port against `db`, configured as the tests want it
+    /// ([`test_api_config`]); [`TestApp::builder`] for anything else.
+    pub async fn spawn(db: &TestDb) -> TestApp {
+        Self::builder().database(db).spawn().await
+    }
+
+    pub fn builder() -> AppBuilder {
+        AppBuilder {
+            config: test_api_config(),
+            database: None,
+            pool: None,
+        }
+    }
 }
 
-/// Starts the API on a free port against `db`, configured by `config`, with the API's own
-/// pool (its sessions' statement and lock timeouts included).
-pub async fn spawn_app_with(db: &TestDb, config: ApiConfig) -> TestApp {
-    let pool = order_api::startup::api_pool(&db.database_config(4), &config);
-    start_app(&config, pool)
+/// How to start a [`TestApp`]: against a test database (with the API's own pool, its
+/// sessions' statement and lock timeouts included) or on a given pool (which may point
+/// nowhere), with the test configuration or another.
+pub struct AppBuilder {
+    config: ApiConfig,
+    database: Option<orderflow_runtime::config::DatabaseConfig>,
+    pool: Option<orderflow_runtime::db::Pool>,
 }
 
-/// Starts the API on a free port with the given pool (which may point nowhere).
-pub async fn spawn_app_with_pool(pool: orderflow::db::Pool) -> TestApp {
-    start_app(&test_api_config(), pool)
+impl AppBuilder {
+    pub fn database(mut self, db: &TestDb) -> Self {
+        self.database = Some(db.database_config(4));
+        self
+    }
+
+    pub fn config(mut self, config: ApiConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn pool(mut self, pool: orderflow_runtime::db::Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let pool = match (self.pool, &self.database) {
+            (Some(pool), _) => pool,
+            (None, Some(database)) => order_api::startup::api_pool(database, &self.config),
+            (None, None) => panic!("a test app needs a database or a pool"),
+        };
+        start_app(&self.config, pool)
+    }
 }
 
-fn start_app(config: &ApiConfig, pool: orderflow::db::Pool) -> TestApp {
+fn start_app(config: &ApiConfig, pool: orderflow_runtime::db::Pool) -> TestApp {
     let app = order_api::startup::build(config, pool)
         .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
     let server = app.server.handle();
@@ -127,7 +161,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("POST /products: {e}"));
         assert_eq!(response.status(), 201, "creating product {sku}");
-        let product: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let product: Value = response.json().await.expect("a JSON body");
         product["id"].as_str().unwrap_or_default().to_string()
     }
 
@@ -323,80 +357,103 @@ pub fn worker_config() -> WorkerConfig {
     }
 }
 
-/// Starts payment, inventory (`inventory_replicas` of them) and notification workers,
-/// sending e-mail to `smtp_url`, with a gateway that always answers.
-pub fn spawn_workers(db: &TestDb, smtp_url: &str, inventory_replicas: usize) -> Workers {
-    let reliable = PaymentConfig {
-        latency: Duration::ZERO,
-        transient_failure_rate: 0.0,
-        ..Default::default()
-    };
-    spawn_workers_with_gateway(db, smtp_url, inventory_replicas, reliable)
-}
-
-/// As [`spawn_workers`], with a simulated gateway configured by `payment`.
-pub fn spawn_workers_with_gateway(
-    db: &TestDb,
-    smtp_url: &str,
-    inventory_replicas: usize,
-    payment: PaymentConfig,
-) -> Workers {
-    spawn_worker_plan(
-        db,
-        smtp_url,
-        WorkerPlan {
-            gateway: Some(Arc::new(SimulatedGateway::new(payment))),
-            inventory_replicas: inventory_replicas.max(1),
+impl Workers {
+    /// The three worker services against `db`, e-mail going to `smtp_url`: by default one
+    /// replica each, with a simulated gateway that always answers at once.
+    pub fn builder(db: &TestDb, smtp_url: &str) -> WorkersBuilder {
+        WorkersBuilder {
+            database: db.database_config(4),
+            smtp_url: smtp_url.to_string(),
+            gateway: Some(Arc::new(SimulatedGateway::new(PaymentConfig {
+                latency: Duration::ZERO,
+                transient_failure_rate: 0.0,
+                ..Default::default()
+            }))),
+            inventory_replicas: 1,
             notification: true,
-        },
-    )
+        }
+    }
 }
 
-/// Which worker services to run in-process: leaving one out stops orders at its stage.
-pub struct WorkerPlan {
-    /// The payment worker and its gateway; `None` runs no payment worker.
-    pub gateway: Option<Arc<dyn PaymentGateway>>,
-    pub inventory_replicas: usize,
-    pub notification: bool,
+/// Which worker services to run in-process, and how: leaving one out stops orders at its
+/// stage.
+pub struct WorkersBuilder {
+    database: orderflow_runtime::config::DatabaseConfig,
+    smtp_url: String,
+    gateway: Option<Arc<dyn PaymentGateway>>,
+    inventory_replicas: usize,
+    notification: bool,
 }
 
-pub fn spawn_worker_plan(db: &TestDb, smtp_url: &str, plan: WorkerPlan) -> Workers {
-    // Small pools: tests run in parallel against one server with max_connections = 100.
-    let database = db.database_config(4);
-    let worker = worker_config();
-    let mut runtimes = Vec::new();
-
-    if let Some(gateway) = plan.gateway {
-        let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
-        payment_worker::register(&mut payment, gateway);
-        runtimes.push(payment);
+impl WorkersBuilder {
+    /// Charges through `gateway`.
+    pub fn gateway(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 
-    for _ in 0..plan.inventory_replicas {
-        let mut inventory = WorkerRuntime::new(&database, &worker, inventory_worker::KINDS);
-        inventory_worker::register(&mut inventory);
-        runtimes.push(inventory);
+    /// Charges through a simulated gateway configured by `payment`.
+    pub fn simulated_gateway(self, payment: PaymentConfig) -> Self {
+        self.gateway(Arc::new(SimulatedGateway::new(payment)))
     }
 
-    if plan.notification {
-        let mail = MailConfig {
-            smtp_url: Some(Secret::new(smtp_url.to_string())),
-            mail_dir: std::env::temp_dir(),
-            from: "Orderflow <orders@orderflow.example>"
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
-            public_url: "http://shop.test".into(),
-        };
-        let mailer = Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}"));
-        let mut notification = WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
-        notification_worker::register(&mut notification, mailer, mail.letterhead());
-        runtimes.push(notification);
+    /// No payment worker: orders stay `pending`.
+    pub fn without_payment(mut self) -> Self {
+        self.gateway = None;
+        self
     }
 
-    let shutdown = runtimes.iter().map(WorkerRuntime::shutdown_token).collect();
-    let handles = runtimes
-        .into_iter()
-        .map(|runtime| tokio::spawn(runtime.run_until_stopped()))
-        .collect();
-    Workers { shutdown, handles }
+    /// `replicas` inventory workers (0: orders stop at `paid`).
+    pub fn inventory_replicas(mut self, replicas: usize) -> Self {
+        self.inventory_replicas = replicas;
+        self
+    }
+
+    /// No notification worker: orders stop at `reserved`, cancellations are not mailed.
+    pub fn without_notification(mut self) -> Self {
+        self.notification = false;
+        self
+    }
+
+    pub fn spawn(self) -> Workers {
+        // Small pools: tests run in parallel against one server with max_connections = 100.
+        let database = self.database;
+        let worker = worker_config();
+        let mut runtimes = Vec::new();
+
+        if let Some(gateway) = self.gateway {
+            let mut payment = WorkerRuntime::new(&database, &worker, payment_worker::KINDS);
+            payment_worker::register(&mut payment, gateway);
+            runtimes.push(payment);
+        }
+
+        for _ in 0..self.inventory_replicas {
+            let mut inventory = WorkerRuntime::new(&database, &worker, inventory_worker::KINDS);
+            inventory_worker::register(&mut inventory);
+            runtimes.push(inventory);
+        }
+
+        if self.notification {
+            let mail = MailConfig {
+                smtp_url: Some(Secret::new(self.smtp_url)),
+                mail_dir: std::env::temp_dir(),
+                from: "Orderflow <orders@orderflow.example>"
+                    .parse()
+                    .expect("a valid sender address"),
+                public_url: "http://shop.test".into(),
+            };
+            let mailer = Mailer::from_config(&mail).expect("a mailer for the test SMTP server");
+            let mut notification =
+                WorkerRuntime::new(&database, &worker, notification_worker::KINDS);
+            notification_worker::register(&mut notification, mailer, mail.letterhead());
+            runtimes.push(notification);
+        }
+
+        let shutdown = runtimes.iter().map(WorkerRuntime::shutdown_token).collect();
+        let handles = runtimes
+            .into_iter()
+            .map(|runtime| tokio::spawn(runtime.run_until_stopped()))
+            .collect();
+        Workers { shutdown, handles }
+    }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 pub fn server_url() -> String {
     let url = std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| orderflow::config::DEFAULT_DATABASE_URL.to_string());
+        .unwrap_or_else(|_| orderflow_runtime::config::DEFAULT_DATABASE_URL.to_string());
     match url.rfind('/') {
         Some(slash) if slash > "postgres://".len() => url[..slash].to_string(),
         _ => url,
@@ -46,13 +46,13 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
     }
 
-    pub fn pool(&self, size: u32) -> orderflow::db::Pool {
-        orderflow::db::pool(&self.database_config(size), size)
+    pub fn pool(&self, size: u32) -> orderflow_runtime::db::Pool {
+        orderflow_runtime::db::pool(&self.database_config(size), size)
     }
 
-    pub fn database_config(&self, pool_size: u32) -> orderflow::config::DatabaseConfig {
-        orderflow::config::DatabaseConfig {
-            url: orderflow::config::Secret::new(self.url.clone()),
+    pub fn database_config(&self, pool_size: u32) -> orderflow_runtime::config::DatabaseConfig {
+        orderflow_runtime::config::DatabaseConfig {
+            url: orderflow_runtime::config::Secret::new(self.url.clone()),
             pool_size: Some(pool_size),
             acquire_timeout: std::time::Duration::from_secs(5),
         }
@@ -134,7 +134,7 @@ async fn ensure_template() -> String {
                 .await
                 .unwrap_or_else(|e| panic!("template setup: {e}"));
         }
-        orderflow::db::run_migrations(&database_url(&building))
+        orderflow_runtime::db::run_migrations(&database_url(&building))
             .await
             .unwrap_or_else(|e| panic!("migrating the template: {e}"));
         diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))

@@ -12,7 +12,7 @@ pub mod smtp;
 pub mod stack;
 pub mod wait;
 
-pub use app::{spawn_app, spawn_workers, TestApp, Workers};
+pub use app::{TestApp, Workers};
 pub use db::TestDb;
 pub use smtp::SmtpServer;
 pub use wait::wait_until;

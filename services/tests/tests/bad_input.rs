@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 use orderflow::schema::{order_events, orders, products};
 use orderflow_queue::admin;
 use orderflow_tests::app::{order_body, ADMIN_TOKEN};
-use orderflow_tests::{spawn_app, TestDb};
+use orderflow_tests::{TestApp, TestDb};
 use serde_json::{json, Value};
 
 /// Rows in every table a request could write to.
@@ -60,7 +60,7 @@ async fn expect_error(response: reqwest::Response, status: u16, code: &str, case
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_orders_are_refused_and_write_nothing() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let euro_mug = app
         .client
@@ -69,10 +69,10 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .json(&json!({ "sku": "MUG-EU", "name": "Mug (EUR)", "price_cents": 900, "currency": "EUR", "stock": 10 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the API answers")
         .json::<Value>()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))["id"]
+        .expect("a JSON body")["id"]
         .clone();
     let before = footprint(&db).await;
 
@@ -263,7 +263,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .body("{\"customer\": ")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(malformed, 400, "malformed_request", "malformed JSON").await;
 
     let wrong_type = app
@@ -273,7 +273,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .body(valid.to_string())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(wrong_type, 415, "unsupported_media_type", "text/plain body").await;
 
     let mut huge = valid.clone();
@@ -293,7 +293,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .json(&valid)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(
         bad_key,
         422,
@@ -312,7 +312,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let before = footprint(&db).await;
 
@@ -386,7 +386,7 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
         .json(&product)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(wrong_token, 401, "unauthorized", "admin with a wrong token").await;
     let patch_without_token = app
         .client
@@ -394,7 +394,7 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
         .json(&json!({ "stock": 0 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(
         patch_without_token,
         401,
@@ -421,23 +421,23 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
     let duplicate =
         admin_post(json!({ "sku": "MUG", "name": "Mug again", "price_cents": 1, "stock": 1 }))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the API answers");
     expect_error(duplicate, 409, "conflict", "duplicate sku").await;
     let negative =
         admin_post(json!({ "sku": "NEG", "name": "Neg", "price_cents": -1, "stock": 1 }))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the API answers");
     expect_error(negative, 422, "validation_failed", "negative price").await;
     let bad_currency = admin_post(
         json!({ "sku": "EUR1", "name": "Euro", "price_cents": 1, "currency": "euro", "stock": 1 }),
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the API answers");
     expect_error(bad_currency, 422, "validation_failed", "bad currency").await;
     let nul_name =
         admin_post(json!({ "sku": "NUL", "name": "Mug\u{0}", "price_cents": 1, "stock": 1 }))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the API answers");
     expect_error(nul_name, 422, "validation_failed", "NUL in a product name").await;
     let negative_stock = app
         .client
@@ -446,7 +446,7 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
         .json(&json!({ "stock": -1 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     expect_error(negative_stock, 422, "validation_failed", "negative stock").await;
 
     assert_eq!(
@@ -460,7 +460,7 @@ async fn unknown_ids_bad_queries_and_missing_admin_tokens_get_their_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admins_create_and_patch_products() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let patched = app
         .client
@@ -469,7 +469,7 @@ async fn admins_create_and_patch_products() {
         .json(&json!({ "stock": 3, "expected_stock": 10, "price_cents": 1200 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(patched.status(), 200);
     let product = app.get_json(&format!("/products/{mug}")).await;
     assert_eq!(
@@ -482,7 +482,7 @@ async fn admins_create_and_patch_products() {
     diesel::sql_query("UPDATE products SET stock = stock - 1 WHERE sku = 'MUG'")
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let patch = |body: Value| {
         app.client
             .patch(app.url(&format!("/products/{mug}")))
@@ -493,7 +493,7 @@ async fn admins_create_and_patch_products() {
     // ...so an absolute change made from the stock read before it is refused, whole.
     let stale = patch(json!({ "stock": 50, "expected_stock": 3, "name": "Renamed" }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(stale.status(), 409);
     let body: Value = stale.json().await.unwrap_or_default();
     assert_eq!(body["error"]["details"]["stock"], 2);
@@ -505,17 +505,15 @@ async fn admins_create_and_patch_products() {
     // A delivery is added to what is there now.
     let delivery = patch(json!({ "stock_delta": 20 }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(delivery.status(), 200);
     assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 22);
     // Too much taken away, or an absolute stock without the one it replaces.
     let below_zero = patch(json!({ "stock_delta": -23 }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(below_zero.status(), 409);
-    let blind = patch(json!({ "stock": 5 }))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let blind = patch(json!({ "stock": 5 })).await.expect("the API answers");
     assert_eq!(blind.status(), 422);
     assert_eq!(app.get_json(&format!("/products/{mug}")).await["stock"], 22);
     assert_eq!(product["sku"], "MUG");

@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use gateway_sim::SimulatedGateway;
-use orderflow::config::PaymentConfig;
 use orderflow::payment::{
     ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
 use orderflow::schema::{order_events, products};
-use orderflow_tests::app::{spawn_worker_plan, WorkerPlan};
+use orderflow_runtime::config::PaymentConfig;
+use orderflow_tests::app::Workers;
 use orderflow_tests::smtp::header;
-use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestApp, TestDb};
+use orderflow_tests::{wait_until, SmtpServer, TestApp, TestDb};
 use serde_json::Value;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -30,16 +30,24 @@ fn simulated() -> Arc<SimulatedGateway> {
     }))
 }
 
-fn plan(
+/// The workers this file runs: a payment worker on `gateway` (none: orders stay pending),
+/// `inventory` inventory workers, and the notification worker or not.
+fn start_workers(
+    db: &TestDb,
+    smtp_url: &str,
     gateway: Option<Arc<dyn PaymentGateway>>,
     inventory: usize,
     notification: bool,
-) -> WorkerPlan {
-    WorkerPlan {
-        gateway,
-        inventory_replicas: inventory,
-        notification,
+) -> Workers {
+    let mut builder = Workers::builder(db, smtp_url).inventory_replicas(inventory);
+    builder = match gateway {
+        Some(gateway) => builder.gateway(gateway),
+        None => builder.without_payment(),
+    };
+    if !notification {
+        builder = builder.without_notification();
     }
+    builder.spawn()
 }
 
 async fn cancel(app: &TestApp, order_id: &str) -> reqwest::Response {
@@ -83,7 +91,7 @@ async fn wait_task_completed(db: &TestDb, kind: &str) {
 async fn a_cancel_before_the_charge_means_the_card_is_never_charged() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let product = app.create_product("CANCEL-1", 1200, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&product, 1)]).await;
 
@@ -95,7 +103,7 @@ async fn a_cancel_before_the_charge_means_the_card_is_never_charged() {
 
     // Now the payment worker gets to the charge task, which finds nothing to charge.
     let gateway = simulated();
-    let workers = spawn_worker_plan(&db, &smtp.url(), plan(Some(gateway.clone()), 1, true));
+    let workers = start_workers(&db, &smtp.url(), Some(gateway.clone()), 1, true);
     let order = app.wait_until_event(&order_id, "notified").await;
     assert_eq!(order["payment"], Value::Null);
     wait_task_completed(&db, "payment.charge").await;
@@ -148,7 +156,7 @@ impl PaymentGateway for HeldGateway {
 async fn a_cancel_while_the_charge_is_in_flight_is_refunded() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let product = app.create_product("CANCEL-2", 1500, 10).await;
     let gateway = Arc::new(HeldGateway {
         inner: simulated(),
@@ -156,7 +164,7 @@ async fn a_cancel_while_the_charge_is_in_flight_is_refunded() {
         release: Notify::new(),
         charges: AtomicUsize::new(0),
     });
-    let workers = spawn_worker_plan(&db, &smtp.url(), plan(Some(gateway.clone()), 1, true));
+    let workers = start_workers(&db, &smtp.url(), Some(gateway.clone()), 1, true);
     let order_id = app.place_order_id("tok_visa", &[(&product, 2)]).await;
     tokio::time::timeout(Duration::from_secs(30), gateway.entered.notified())
         .await
@@ -185,10 +193,10 @@ async fn a_cancel_while_the_charge_is_in_flight_is_refunded() {
 async fn cancelling_a_paid_order_refunds_it_and_takes_no_stock() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let product = app.create_product("CANCEL-3", 800, 5).await;
     // No inventory worker: the order stops at `paid`.
-    let workers = spawn_worker_plan(&db, &smtp.url(), plan(Some(simulated()), 0, true));
+    let workers = start_workers(&db, &smtp.url(), Some(simulated()), 0, true);
     let order_id = app.place_order_id("tok_visa", &[(&product, 1)]).await;
     app.wait_until_event(&order_id, "paid").await;
 
@@ -207,7 +215,7 @@ async fn cancelling_a_paid_order_refunds_it_and_takes_no_stock() {
     workers.stop().await;
 
     // A late inventory task would find the order cancelled: nothing is reserved.
-    let late = spawn_worker_plan(&db, &smtp.url(), plan(None, 1, false));
+    let late = start_workers(&db, &smtp.url(), None, 1, false);
     wait_task_completed(&db, "inventory.reserve").await;
     let stock = stock_of(&db, &product).await;
     assert_eq!(stock, 5);
@@ -218,10 +226,10 @@ async fn cancelling_a_paid_order_refunds_it_and_takes_no_stock() {
 async fn a_reserved_or_finished_order_cannot_be_cancelled_and_nothing_is_written() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let product = app.create_product("CANCEL-4", 500, 10).await;
     // No notification worker: the order stops at `reserved`.
-    let workers = spawn_worker_plan(&db, &smtp.url(), plan(Some(simulated()), 1, false));
+    let workers = start_workers(&db, &smtp.url(), Some(simulated()), 1, false);
     let reserved = app.place_order_id("tok_visa", &[(&product, 1)]).await;
     app.wait_until_event(&reserved, "reserved").await;
     let declined = app
@@ -234,7 +242,7 @@ async fn a_reserved_or_finished_order_cannot_be_cancelled_and_nothing_is_written
         .count()
         .get_result(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the query runs");
     for (order_id, status) in [(&reserved, "reserved"), (&declined, "cancelled")] {
         let response = cancel(&app, order_id).await;
         assert_eq!(response.status(), 409, "{status}");
@@ -246,7 +254,7 @@ async fn a_reserved_or_finished_order_cannot_be_cancelled_and_nothing_is_written
         .count()
         .get_result(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the query runs");
     assert_eq!(
         events_before, events_after,
         "a refused cancel writes nothing"
@@ -259,7 +267,7 @@ async fn a_reserved_or_finished_order_cannot_be_cancelled_and_nothing_is_written
             .admin(reqwest::Method::POST, &format!("/orders/{unknown}/cancel"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the API answers");
         assert_eq!(response.status(), 404, "{unknown}");
     }
     workers.stop().await;

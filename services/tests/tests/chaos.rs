@@ -220,12 +220,12 @@ async fn under_kills_crashes_and_outages_every_order_finishes_once_and_every_inv
     let client_retries: usize = placed.iter().map(|order| order.requests - 1).sum();
     let mut conn = AsyncPgConnection::establish(&url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a database connection");
     let stored: HashSet<Uuid> = orders::table
         .select(orders::id)
         .load::<Uuid>(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the query runs")
         .into_iter()
         .collect();
     let report = invariants::check(&mut conn, &initial_stock, Some(&smtp.messages())).await;

@@ -67,7 +67,7 @@ async fn json_logs_are_one_object_per_line_without_secrets() {
     let db = TestDb::new().await;
     let logs =
         std::env::temp_dir().join(format!("orderflow-logs-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&logs).expect("a folder for the logs");
     let token = "secret-admin-token-do-not-log-4711";
     let addr = format!("127.0.0.1:{}", free_port());
     let env = [
@@ -94,7 +94,7 @@ async fn json_logs_are_one_object_per_line_without_secrets() {
         .json(&serde_json::json!({ "sku": "LOG", "name": "Log", "price_cents": 1, "stock": 1 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(created.status(), 201);
     let status = api.terminate(Duration::from_secs(20)).await;
     assert!(

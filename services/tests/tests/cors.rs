@@ -1,7 +1,7 @@
 //! CORS for a storefront on another origin, checked the way a browser asks: a preflight
 //! `OPTIONS` with `Access-Control-Request-*`, then the actual request with `Origin`.
 
-use orderflow::config::ApiConfig;
+use orderflow_runtime::config::ApiConfig;
 use orderflow_tests::TestDb;
 
 const STOREFRONT: &str = "https://shop.example.com";
@@ -11,7 +11,7 @@ async fn app_with_origins(db: &TestDb, origins: &[&str]) -> String {
         cors_origins: origins.iter().map(|o| o.to_string()).collect(),
         ..orderflow_tests::app::test_api_config()
     };
-    let app = order_api::startup::build(&config, db.pool(2)).unwrap_or_else(|e| panic!("{e}"));
+    let app = order_api::startup::build(&config, db.pool(2)).expect("the API starts");
     tokio::spawn(app.server);
     format!("http://{}", app.addr)
 }
@@ -64,7 +64,7 @@ async fn a_listed_storefront_origin_passes_the_preflight_and_reads_the_answer() 
         .header("Origin", STOREFRONT)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(actual.status(), 200);
     assert_eq!(
         header(&actual, "access-control-allow-origin").as_deref(),
@@ -89,6 +89,6 @@ async fn other_origins_get_no_cors_headers_and_none_are_allowed_by_default() {
     // Same-origin and non-browser clients are unaffected.
     let plain = reqwest::get(format!("{default}/products"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(plain.status(), 200);
 }

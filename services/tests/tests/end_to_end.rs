@@ -50,14 +50,14 @@ async fn the_real_services_drive_mixed_orders_to_terminal_states_keeping_every_i
                 .json(&body)
                 .send()
         };
-        let response = place().await.unwrap_or_else(|e| panic!("{e}"));
+        let response = place().await.expect("the API answers");
         assert_eq!(response.status(), 202);
         let order: Value = response.json().await.unwrap_or_default();
         // Every tenth order is retried by its client: the same order comes back.
         if n % 10 == 0 {
             let replay: Value = place()
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .expect("the API answers")
                 .json()
                 .await
                 .unwrap_or_default();

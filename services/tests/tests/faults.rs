@@ -10,7 +10,7 @@ use orderflow_tests::app::order_body;
 use orderflow_tests::cluster::PgCluster;
 use orderflow_tests::processes::Service;
 use orderflow_tests::stack::{place_with_retry, Stack};
-use orderflow_tests::{invariants, spawn_app, wait_until, SmtpServer, TestDb};
+use orderflow_tests::{invariants, wait_until, SmtpServer, TestApp, TestDb};
 use serde_json::Value;
 
 #[derive(QueryableByName, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ async fn count_of(conn: &mut AsyncPgConnection, state: &str) -> i64 {
 /// Places `n` orders through an in-process API and starts a real payment worker with
 /// four slots and a slow gateway; returns once four charges are in flight.
 async fn payment_worker_mid_batch(db: &TestDb, latency_ms: &str, grace_seconds: &str) -> Service {
-    let app = spawn_app(db).await;
+    let app = TestApp::spawn(db).await;
     let product = app.create_product("SLOW-1", 1000, 1000).await;
     for _ in 0..12 {
         app.place_order_id("tok_visa", &[(&product, 1)]).await;
@@ -160,7 +160,7 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
                 Duration::from_secs(60),
             )
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the order is accepted")
         }
     };
     for n in 0..20 {
@@ -191,7 +191,7 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
         .get(format!("{}/readyz", stack.base))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(ready.status(), 503);
 
     cluster.start_server().await;
@@ -221,7 +221,7 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
     }
     let mut conn = AsyncPgConnection::establish(&url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a database connection");
     let report = invariants::check(&mut conn, &initial_stock, Some(&smtp.messages())).await;
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     assert_eq!(report.orders, 40);
@@ -268,11 +268,11 @@ async fn services_started_before_their_database_wait_for_it_instead_of_exiting()
         Duration::from_secs(30),
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the order is accepted");
     stack.wait_drained(Duration::from_secs(60)).await;
     let mut conn = AsyncPgConnection::establish(&url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a database connection");
     let report = invariants::check(&mut conn, &initial_stock, Some(&smtp.messages())).await;
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     assert_eq!((report.orders, report.fulfilled), (1, 1));

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use orderflow::config::{PaymentConfig, Secret};
 use orderflow::payment::{
     ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest,
 };
+use orderflow_runtime::config::{PaymentConfig, Secret};
 use orderflow_tests::processes::Service;
 use orderflow_tests::smtp::free_port;
 use orderflow_tests::wait_until;
@@ -17,7 +17,7 @@ use payment_worker::http_gateway::HttpGateway;
 async fn start_provider(env: &[(&str, &str)]) -> (Service, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let logs = std::env::temp_dir().join(format!("gateway-sim-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&logs).expect("a folder for the logs");
     let mut vars: Vec<(&str, String)> = vec![("GATEWAY_ADDR", addr.clone())];
     vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
     let service = Service::start("gateway-sim", "gateway-sim", &vars, &logs);
@@ -42,7 +42,7 @@ fn client(url: &str, timeout: Duration, api_key: Option<&str>) -> HttpGateway {
         gateway_api_key: api_key.map(|key| Secret::new(key.into())),
         ..PaymentConfig::default()
     };
-    HttpGateway::new(url, &config).unwrap_or_else(|e| panic!("{e}"))
+    HttpGateway::new(url, &config).expect("an HTTP gateway client")
 }
 
 fn charge(key: &str, token: &str) -> ChargeRequest {

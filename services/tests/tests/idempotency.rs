@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::orders;
 use orderflow_queue::admin;
-use orderflow_tests::{spawn_app, TestDb};
+use orderflow_tests::{TestApp, TestDb};
 use serde_json::Value;
 
 async fn order_count(db: &TestDb) -> i64 {
@@ -29,7 +29,7 @@ async fn task_count(db: &TestDb) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replayed_request_returns_the_same_order() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
 
     let first = app
@@ -64,7 +64,7 @@ async fn a_replayed_request_returns_the_same_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_duplicates_make_one_order_and_all_get_it() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
 
     let basket = [(mug.as_str(), 2)];
@@ -86,7 +86,7 @@ async fn concurrent_duplicates_make_one_order_and_all_get_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_key_with_a_different_body_is_refused() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
 
     assert_eq!(

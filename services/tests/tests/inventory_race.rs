@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::{order_items, orders, products};
-use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
+use orderflow_tests::{SmtpServer, TestApp, TestDb, Workers};
 
 async fn place_all(
     app: &orderflow_tests::TestApp,
@@ -20,11 +20,13 @@ async fn place_all(
 async fn fifty_orders_racing_for_ten_units_fulfil_exactly_ten() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let scarce = app.create_product("SCARCE", 999, 10).await;
     // Orders first, then two inventory workers competing for them.
     let ids = place_all(&app, (0..50).map(|_| vec![(scarce.clone(), 1)]).collect()).await;
-    let workers = spawn_workers(&db, &smtp.url(), 2);
+    let workers = Workers::builder(&db, &smtp.url())
+        .inventory_replicas(2)
+        .spawn();
 
     let mut fulfilled = 0;
     let mut out_of_stock = 0;
@@ -49,7 +51,7 @@ async fn fifty_orders_racing_for_ten_units_fulfil_exactly_ten() {
 async fn lines_in_opposite_product_order_do_not_deadlock() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let a = app.create_product("A", 100, 1000).await;
     let b = app.create_product("B", 100, 1000).await;
     let c = app.create_product("C", 100, 1000).await;
@@ -63,7 +65,9 @@ async fn lines_in_opposite_product_order_do_not_deadlock() {
     let ids = place_all(&app, baskets).await;
     let mut conn = db.connect().await;
     let deadlocks_before = deadlocks(&mut conn, &db.name).await;
-    let workers = spawn_workers(&db, &smtp.url(), 2);
+    let workers = Workers::builder(&db, &smtp.url())
+        .inventory_replicas(2)
+        .spawn();
 
     for id in &ids {
         assert_eq!(app.wait_terminal(id).await["status"], "fulfilled");
@@ -151,7 +155,7 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
     use orderflow_queue::TaskError;
 
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let p1 = app.create_product("P1", 100, 10).await;
     let p2 = app.create_product("P2", 100, 10).await;
     let o1 = app.place_order_id("tok_visa", &[(&p1, 1), (&p2, 2)]).await;
@@ -166,7 +170,7 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
         .set(orders::status.eq("paid"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let deadlocks_before = deadlocks(&mut conn, &db.name).await;
 
     let mut first = db.connect().await;
@@ -188,7 +192,7 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
         .unwrap_or_else(|e| panic!("first group: {e}"));
     let second_group = second
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the second group finishes")
         .unwrap_or_else(|e| panic!("second group: {e}"));
 
     assert_eq!(first_group, [Reservation::Reserved, Reservation::Reserved]);
@@ -209,26 +213,24 @@ async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
     use orderflow::lifecycle::Reservation;
 
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let last = app.create_product("LAST", 100, 3).await;
     let first = app.place_order_id("tok_visa", &[(&last, 2)]).await;
     let second = app.place_order_id("tok_visa", &[(&last, 2)]).await;
     let unpaid = app.place_order_id("tok_visa", &[(&last, 1)]).await;
     let ids: Vec<uuid::Uuid> = [&first, &second, &unpaid]
         .iter()
-        .map(|id| id.parse().unwrap_or_else(|e| panic!("{e}")))
+        .map(|id| id.parse().expect("a valid literal"))
         .collect();
     let mut conn = db.connect().await;
     diesel::update(orders::table.filter(orders::id.eq_any(&ids[..2])))
         .set(orders::status.eq("paid"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
 
-    let reserved = record_group(&mut conn, &ids)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let last_id: uuid::Uuid = last.parse().unwrap_or_else(|e| panic!("{e}"));
+    let reserved = record_group(&mut conn, &ids).await.expect("record group");
+    let last_id: uuid::Uuid = last.parse().expect("a valid literal");
     assert_eq!(
         reserved,
         [

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::{payments, products, sent_emails};
 use orderflow_tests::smtp::header;
-use orderflow_tests::{spawn_app, spawn_workers, wait_until, SmtpServer, TestDb};
+use orderflow_tests::{wait_until, SmtpServer, TestApp, TestDb, Workers};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -64,8 +64,8 @@ async fn wait_for_email(smtp: &SmtpServer, order_id: &str, kind: &str) -> String
 async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let app = TestApp::spawn(&db).await;
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let mug = app.create_product("MUG", 1250, 5).await;
     let lamp = app.create_product("LAMP", 4000, 5).await;
 
@@ -124,8 +124,8 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
 async fn a_declined_card_cancels_the_order_without_taking_stock() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let app = TestApp::spawn(&db).await;
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let mug = app.create_product("MUG", 1250, 5).await;
 
     let order_id = app.place_order_id("tok_chargeDeclined", &[(&mug, 1)]).await;
@@ -148,8 +148,8 @@ async fn a_declined_card_cancels_the_order_without_taking_stock() {
 async fn an_order_short_of_stock_is_cancelled_and_refunded_taking_no_stock() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let app = TestApp::spawn(&db).await;
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let plenty = app.create_product("PLENTY", 1000, 10).await;
     let scarce = app.create_product("SCARCE", 500, 1).await;
 

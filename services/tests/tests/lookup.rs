@@ -12,7 +12,7 @@ use orderflow::lifecycle;
 use orderflow::lookup::{BatchedLookup, LookupError, LookupMany};
 use orderflow::schema::products;
 use orderflow::status::NotificationKind;
-use orderflow_tests::{spawn_app, TestDb};
+use orderflow_tests::{TestApp, TestDb};
 use uuid::Uuid;
 
 /// Products' stock by id, counting its reads and failing a read that asks for `poison`.
@@ -58,7 +58,7 @@ async fn insert_products(conn: &mut AsyncPgConnection, count: i32) -> Vec<(Uuid,
         .returning((products::id, products::stock))
         .get_results(conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the query runs")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,7 +83,7 @@ async fn concurrent_asks_share_reads_and_each_gets_its_own_value() {
 
     let expected: HashMap<Uuid, i32> = stocked.into_iter().collect();
     for (id, answer) in asked.iter().zip(&answers) {
-        let answer = answer.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        let answer = answer.as_ref().expect("an answer");
         assert_eq!(answer.as_ref(), expected.get(id), "product {id}");
     }
     assert!(answers.last().is_some_and(|a| matches!(a, Ok(None))));
@@ -119,7 +119,7 @@ async fn a_failed_read_fails_the_asks_it_served_and_the_next_read_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn notification_facts_of_many_emails_come_from_one_read_by_order_and_kind() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let pen = app.create_product("PEN", 250, 10).await;
     let first =
@@ -137,7 +137,7 @@ async fn notification_facts_of_many_emails_come_from_one_read_by_order_and_kind(
     .bind::<diesel::sql_types::Uuid, _>(first)
     .execute(&mut conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
 
     let confirmed = NotificationKind::OrderConfirmed;
     let cancelled = NotificationKind::OrderCancelled;
@@ -149,7 +149,7 @@ async fn notification_facts_of_many_emails_come_from_one_read_by_order_and_kind(
     ];
     let facts: HashMap<_, _> = lifecycle::notification_facts(&mut conn, &wanted)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("notification facts")
         .into_iter()
         .collect();
 

@@ -6,20 +6,21 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use notification_worker::SendNotification;
-use orderflow::config::{MailConfig, Secret};
-use orderflow::email::Mailer;
 use orderflow::schema::{orders, sent_emails};
 use orderflow::status::NotificationKind;
 use orderflow::tasks::{self, TaskKind};
 use orderflow_queue::{claim_batch, enqueue, rescue_expired, run_once, TaskError};
+use orderflow_runtime::config::{MailConfig, Secret};
+use orderflow_runtime::mailer::Mailer;
 use orderflow_tests::smtp::header;
-use orderflow_tests::{spawn_app, wait_until, SmtpServer, TestDb};
+use orderflow_tests::Workers;
+use orderflow_tests::{wait_until, SmtpServer, TestApp, TestDb};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_recorded_once() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let placed = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
     let order_id = uuid::Uuid::parse_str(&placed).unwrap_or_default();
@@ -30,26 +31,26 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .set(orders::status.eq("reserved"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     enqueue(
         &mut conn,
         &tasks::send_notification(order_id, NotificationKind::OrderConfirmed),
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("send notification");
 
     let mail = MailConfig {
         smtp_url: Some(Secret::new(smtp.url())),
         mail_dir: std::env::temp_dir(),
         from: "Orderflow <orders@orderflow.example>"
             .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
+            .expect("a valid literal"),
         public_url: "http://shop.test".into(),
     };
     let pool = db.pool(2);
     let handler = SendNotification::new(
         pool.clone(),
-        Mailer::from_config(&mail).unwrap_or_else(|e| panic!("{e}")),
+        Mailer::from_config(&mail).expect("a mailer"),
         mail.letterhead(),
     );
     let kind = TaskKind::NotificationSend.as_str();
@@ -128,12 +129,12 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
     use orderflow::schema::order_events;
 
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
-        ids.push(id.parse::<uuid::Uuid>().unwrap_or_else(|e| panic!("{e}")));
+        ids.push(id.parse::<uuid::Uuid>().expect("a valid literal"));
     }
     let (confirmed, cancelled, earlier) = (ids[0], ids[1], ids[2]);
     let mut conn = db.connect().await;
@@ -142,7 +143,7 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         .set(orders::status.eq("reserved"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     diesel::update(orders::table.find(cancelled))
         .set((
             orders::status.eq("cancelled"),
@@ -150,7 +151,7 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         ))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let message_ids: std::collections::HashMap<(uuid::Uuid, NotificationKind), String> = ids
         .iter()
         .flat_map(|id| {
@@ -173,7 +174,7 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         &[email(earlier, NotificationKind::OrderConfirmed)],
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("record emails sent");
     assert_eq!(before, [Recorded::Applied]);
 
     let recorded = record_emails_sent(
@@ -186,7 +187,7 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
         ],
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("record emails sent");
     assert_eq!(
         recorded,
         [
@@ -239,9 +240,9 @@ async fn a_group_of_sent_emails_is_recorded_as_each_would_be_alone() {
 async fn an_undeliverable_email_never_keeps_an_order_from_its_terminal_status() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
-    let workers = orderflow_tests::app::spawn_workers(&db, &smtp.url(), 1);
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let mut placed = Vec::new();
     for card in ["tok_visa", "tok_chargeDeclined"] {
         let mut body = orderflow_tests::app::order_body(card, &[(&mug, 1)]);
@@ -285,7 +286,7 @@ async fn an_undeliverable_email_never_keeps_an_order_from_its_terminal_status() 
     let mut conn = db.connect().await;
     let report = orderflow::invariants::check(&mut conn, &Default::default(), Some(&[]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the invariant check runs");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     assert_eq!(report.undeliverable_emails, 2);
 }

@@ -94,7 +94,7 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
         .json(&bodies[0])
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(traced.status(), 202);
     let echoed = traced
         .headers()
@@ -113,7 +113,7 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
             Duration::from_secs(30),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the order is accepted");
     }
     let generated = client.get(format!("{}/products", stack.base)).send().await;
     let generated_id = generated.ok().and_then(|r| {
@@ -130,12 +130,12 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
 
     let mut conn = AsyncPgConnection::establish(&db.url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a database connection");
     let statuses: Vec<(String, Option<String>)> = orders::table
         .select((orders::status, orders::cancel_reason))
         .load(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the query runs");
     let count = |status: &str, reason: Option<&str>| {
         statuses
             .iter()

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use orderflow_tests::app::ADMIN_TOKEN;
 use orderflow_tests::stack::Stack;
-use orderflow_tests::{spawn_app, SmtpServer, TestDb};
+use orderflow_tests::{SmtpServer, TestApp, TestDb};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_operation_is_served_and_the_contract_routes_are_documented() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let spec = app.get_json("/openapi.json").await;
     assert!(
         spec["openapi"]
@@ -116,7 +116,7 @@ async fn every_documented_operation_is_served_and_the_contract_routes_are_docume
         .delete(app.url("/orders"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(
         wrong_method

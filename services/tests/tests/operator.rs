@@ -7,7 +7,7 @@ use std::time::Duration;
 use orderflow::tasks;
 use orderflow_queue::{claim_batch, enqueue, fail, TaskError};
 use orderflow_tests::processes::binary;
-use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
+use orderflow_tests::{SmtpServer, TestApp, TestDb, Workers};
 use uuid::Uuid;
 
 async fn order_api(db: &TestDb, args: &[&str]) -> Output {
@@ -29,8 +29,8 @@ fn stdout(output: &Output) -> String {
 async fn operators_see_the_queue_dead_tasks_and_a_timeline_and_can_retry() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let app = TestApp::spawn(&db).await;
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let product = app.create_product("OPS-1", 700, 5).await;
     let order_id = app.place_order_id("tok_visa", &[(&product, 1)]).await;
     app.wait_until_event(&order_id, "fulfilled").await;
@@ -41,7 +41,7 @@ async fn operators_see_the_queue_dead_tasks_and_a_timeline_and_can_retry() {
     let ghost = Uuid::now_v7();
     enqueue(&mut conn, &tasks::refund_payment(ghost))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("refund payment");
     let claimed = claim_batch(&mut conn, "payment.refund", 1, Duration::from_secs(30))
         .await
         .unwrap_or_default();
@@ -131,8 +131,8 @@ async fn the_invariant_checker_reports_each_planted_violation() {
 
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+    let app = TestApp::spawn(&db).await;
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
     let product = app.create_product("INV-1", 700, 5).await;
     let fulfilled = app.place_order_id("tok_visa", &[(&product, 2)]).await;
     let declined = app

@@ -6,13 +6,13 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orderflow::schema::orders;
 use orderflow_tests::app::order_body;
-use orderflow_tests::{spawn_app, spawn_workers, SmtpServer, TestDb};
+use orderflow_tests::{SmtpServer, TestApp, TestDb, Workers};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_are_listed_newest_first_in_pages_and_by_status() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut placed = Vec::new();
     for _ in 0..5 {
@@ -27,7 +27,7 @@ async fn orders_are_listed_newest_first_in_pages_and_by_status() {
         ))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
 
     let mut seen = Vec::new();
     let mut path = "/orders?limit=2".to_string();
@@ -58,7 +58,7 @@ async fn orders_are_listed_newest_first_in_pages_and_by_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shipping_address_is_kept_and_health_endpoints_answer() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut body = order_body("tok_visa", &[(&mug, 1)]);
     let address = json!({ "line1": "1 Infinite Loop", "line2": null, "city": "Cupertino", "postal_code": "95014", "country": "US" });
@@ -78,7 +78,7 @@ async fn a_shipping_address_is_kept_and_health_endpoints_answer() {
 async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried() {
     let db = TestDb::new().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
 
@@ -88,8 +88,8 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
         .set(orders::payment_token.eq("tok_revoked"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let workers = spawn_workers(&db, &smtp.url(), 1);
+        .expect("the statement runs");
+    let workers = Workers::builder(&db, &smtp.url()).spawn();
 
     let stranded = app.wait_until_event(&order_id, "task_dead").await;
     assert_eq!(stranded["status"], "pending");
@@ -109,7 +109,7 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
     let admin_get = |path: &str| app.admin(reqwest::Method::GET, path).send();
     let dead: Value = admin_get("/admin/tasks/dead")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the API answers")
         .json()
         .await
         .unwrap_or_default();
@@ -119,7 +119,7 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
     assert_eq!(tasks[0]["payload"]["order_id"], order_id.as_str());
     let queue: Value = admin_get("/admin/queue")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the API answers")
         .json()
         .await
         .unwrap_or_default();
@@ -138,14 +138,14 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
         .set(orders::payment_token.eq("tok_visa"))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let task_id = tasks[0]["id"].as_i64().unwrap_or_default();
     let retry_path = format!("/admin/tasks/{task_id}/retry");
     let retry = || app.admin(reqwest::Method::POST, &retry_path).send();
-    let retried = retry().await.unwrap_or_else(|e| panic!("{e}"));
+    let retried = retry().await.expect("the API answers");
     assert_eq!(retried.status(), 202);
     assert_eq!(app.wait_terminal(&order_id).await["status"], "fulfilled");
-    let again = retry().await.unwrap_or_else(|e| panic!("{e}"));
+    let again = retry().await.expect("the API answers");
     assert_eq!(again.status(), 404, "only a dead task can be retried");
     workers.stop().await;
 }
@@ -153,15 +153,18 @@ async fn a_dead_task_shows_on_the_order_and_in_the_admin_api_and_can_be_retried(
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_database_the_api_answers_503_with_a_json_error() {
     // A port nobody listens on: every connection attempt is refused.
-    let nowhere = orderflow::config::DatabaseConfig {
-        url: orderflow::config::Secret::new(format!(
+    let nowhere = orderflow_runtime::config::DatabaseConfig {
+        url: orderflow_runtime::config::Secret::new(format!(
             "postgres://postgres@127.0.0.1:{}/orderflow",
             orderflow_tests::smtp::free_port()
         )),
         pool_size: Some(2),
         acquire_timeout: Duration::from_millis(500),
     };
-    let app = orderflow_tests::app::spawn_app_with_pool(orderflow::db::pool(&nowhere, 2)).await;
+    let app = TestApp::builder()
+        .pool(orderflow_runtime::db::pool(&nowhere, 2))
+        .spawn()
+        .await;
     assert_eq!(
         app.get_json("/healthz").await["status"],
         "ok",
@@ -191,20 +194,22 @@ async fn the_healthcheck_command_passes_only_when_the_api_is_ready() {
         }
     };
     let db = TestDb::new().await;
-    let ready = spawn_app(&db).await;
+    let ready = TestApp::spawn(&db).await;
     let output = healthcheck(&ready.base_url).await;
     assert!(output.status.success(), "{output:?}");
 
-    let nowhere = orderflow::config::DatabaseConfig {
-        url: orderflow::config::Secret::new(format!(
+    let nowhere = orderflow_runtime::config::DatabaseConfig {
+        url: orderflow_runtime::config::Secret::new(format!(
             "postgres://postgres@127.0.0.1:{}/orderflow",
             orderflow_tests::smtp::free_port()
         )),
         pool_size: Some(1),
         acquire_timeout: Duration::from_millis(200),
     };
-    let not_ready =
-        orderflow_tests::app::spawn_app_with_pool(orderflow::db::pool(&nowhere, 1)).await;
+    let not_ready = TestApp::builder()
+        .pool(orderflow_runtime::db::pool(&nowhere, 1))
+        .spawn()
+        .await;
     let output = healthcheck(&not_ready.base_url).await;
     assert!(!output.status.success());
     assert!(

@@ -9,17 +9,18 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use gateway_sim::SimulatedGateway;
-use orderflow::config::PaymentConfig;
 use orderflow::schema::payments;
 use orderflow::tasks::TaskKind;
 use orderflow_queue::{claim_batch, rescue_expired, run_once, TaskError};
-use orderflow_tests::{spawn_app, TestDb};
+use orderflow_runtime::config::PaymentConfig;
+use orderflow_tests::Workers;
+use orderflow_tests::{TestApp, TestDb};
 use payment_worker::ChargePayment;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_charge_retried_after_a_lost_completion_charges_once() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&mug, 2)]).await;
 
@@ -79,7 +80,7 @@ async fn a_charge_retried_after_a_lost_completion_charges_once() {
 async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
     let db = TestDb::new().await;
     let smtp = orderflow_tests::SmtpServer::start().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 100).await;
     // 30 % of calls fail; ten attempts make a dead task a one-in-a-hundred-thousand event.
     let flaky = PaymentConfig {
@@ -87,7 +88,9 @@ async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
         transient_failure_rate: 0.3,
         ..Default::default()
     };
-    let workers = orderflow_tests::app::spawn_workers_with_gateway(&db, &smtp.url(), 1, flaky);
+    let workers = Workers::builder(&db, &smtp.url())
+        .simulated_gateway(flaky)
+        .spawn();
     let mut ids = Vec::new();
     for _ in 0..30 {
         ids.push(app.place_order_id("tok_visa", &[(&mug, 1)]).await);
@@ -107,7 +110,7 @@ async fn transient_gateway_failures_are_retried_until_the_orders_go_through() {
     )
     .get_result(&mut conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query runs");
     assert!(
         retried.n > 0,
         "with 30 % failures over 30 charges, some attempt failed"
@@ -126,12 +129,12 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
     use orderflow::schema::{order_events, orders};
 
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
-        ids.push(id.parse::<uuid::Uuid>().unwrap_or_else(|e| panic!("{e}")));
+        ids.push(id.parse::<uuid::Uuid>().expect("a valid literal"));
     }
     let (approved, declined, cancelled_meanwhile, not_pending) = (ids[0], ids[1], ids[2], ids[3]);
     let mut conn = db.connect().await;
@@ -162,7 +165,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
     ];
     let recorded = record_charges(&mut conn, &group)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("record charges");
     assert_eq!(
         recorded,
         [
@@ -181,7 +184,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
             .select((orders::status, orders::cancel_reason))
             .first(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the query runs");
         statuses.push(status);
     }
     assert_eq!(
@@ -249,7 +252,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
     .bind::<diesel::sql_types::Text, _>(declined.to_string())
     .load(&mut conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query runs");
     let seen: Vec<(String, String, Option<String>)> = follow_ups
         .into_iter()
         .map(|f| (f.kind, f.order_id, f.correlation_id))
@@ -280,7 +283,7 @@ async fn a_group_of_charge_answers_is_recorded_as_each_would_be_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_charge_attempt_whose_lease_ran_out_never_calls_the_gateway() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
     let gateway = Arc::new(SimulatedGateway::new(PaymentConfig::default()));
@@ -310,7 +313,7 @@ async fn a_charge_attempt_whose_lease_ran_out_never_calls_the_gateway() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_charge_whose_answer_was_lost_is_found_and_refunded_when_the_order_was_cancelled() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1500, 10).await;
     let order_id = app.place_order_id("tok_visa", &[(&mug, 2)]).await;
     // Every charge is made, and its answer lost.
@@ -338,7 +341,7 @@ async fn a_charge_whose_answer_was_lost_is_found_and_refunded_when_the_order_was
         Duration::ZERO,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the failure is recorded");
 
     // Before the retry, the customer cancels: the order shows no payment.
     let cancelled = app.cancel(&order_id).await;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use orderflow::schema::orders;
-use orderflow_tests::app::{order_body, spawn_app_with, test_api_config, TestApp, ADMIN_TOKEN};
-use orderflow_tests::{spawn_app, wait_until, TestDb};
+use orderflow_tests::app::{order_body, test_api_config, TestApp, ADMIN_TOKEN};
+use orderflow_tests::{wait_until, TestDb};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,7 +19,7 @@ async fn order_count(db: &TestDb) -> i64 {
         .count()
         .get_result(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the query runs")
 }
 
 async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -48,7 +48,7 @@ async fn error_code(response: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_opens_only_with_its_own_token_or_the_admin_token() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mine = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
     let theirs = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
@@ -104,7 +104,7 @@ async fn an_order_opens_only_with_its_own_token_or_the_admin_token() {
         .bearer_auth(app.token_of(&theirs))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the API answers");
     assert_eq!(error_code(refused).await, (404, "not_found".to_string()));
     assert_eq!(app.order(&mine).await["status"], "pending");
     assert_eq!(app.cancel(&mine).await.status(), 200);
@@ -121,7 +121,7 @@ async fn an_order_opens_only_with_its_own_token_or_the_admin_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replayed_idempotency_key_answers_with_a_token_that_works() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let mut tokens = Vec::new();
     for _ in 0..2 {
@@ -146,14 +146,14 @@ async fn a_replayed_idempotency_key_answers_with_a_token_that_works() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_order_limit_is_told_to_wait_and_nothing_is_written() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             order_rate_limit: 3,
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mug = app.create_product("MUG", 1000, 100).await;
     for n in 0..3 {
         let response = app.place_order("tok_visa", &[(&mug, 1)], None).await;
@@ -184,7 +184,7 @@ async fn place_for(app: &TestApp, mug: &str, client: &str) -> u16 {
         .json(&order_body("tok_visa", &[(mug, 1)]))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the API answers")
         .status()
         .as_u16()
 }
@@ -192,19 +192,27 @@ async fn place_for(app: &TestApp, mug: &str, client: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
     let db = TestDb::new().await;
-    let limited = |trusted: Vec<std::net::IpAddr>| orderflow::config::ApiConfig {
+    let limited = |trusted: Vec<std::net::IpAddr>| orderflow_runtime::config::ApiConfig {
         order_rate_limit: 1,
         trusted_proxies: trusted,
         ..test_api_config()
     };
-    let behind_proxy = spawn_app_with(&db, limited(vec![[127, 0, 0, 1].into()])).await;
+    let behind_proxy = TestApp::builder()
+        .database(&db)
+        .config(limited(vec![[127, 0, 0, 1].into()]))
+        .spawn()
+        .await;
     let mug = behind_proxy.create_product("MUG", 1000, 100).await;
     assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.1").await, 202);
     assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.2").await, 202);
     assert_eq!(place_for(&behind_proxy, &mug, "198.51.100.1").await, 429);
 
     // Not a trusted proxy: what the client forwards is its own say-so, and ignored.
-    let direct = spawn_app_with(&db, limited(Vec::new())).await;
+    let direct = TestApp::builder()
+        .database(&db)
+        .config(limited(Vec::new()))
+        .spawn()
+        .await;
     assert_eq!(place_for(&direct, &mug, "198.51.100.3").await, 202);
     assert_eq!(place_for(&direct, &mug, "198.51.100.4").await, 429);
     assert_eq!(order_count(&db).await, 3);
@@ -213,16 +221,16 @@ async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invented_methods_share_one_metrics_label() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     for n in 0..25 {
         let method = reqwest::Method::from_bytes(format!("INVENTED{n}").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a valid method name");
         let response = app
             .client
             .request(method, app.url("/products"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the API answers");
         assert_eq!(response.status(), 405);
     }
     let metrics = get_with(&app, "/metrics", None)
@@ -252,14 +260,14 @@ async fn waiting_charges(app: &TestApp) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_queue_gauges_are_read_at_most_once_per_interval_however_often_scraped() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             queue_gauges_every: Duration::from_secs(3600),
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let before = waiting_charges(&app).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     app.place_order_id("tok_visa", &[(&mug, 1)]).await;
@@ -272,38 +280,38 @@ async fn the_queue_gauges_are_read_at_most_once_per_interval_however_often_scrap
     }
 
     // With no interval, every scrape reads (the gauge works; only the reading is spaced).
-    let eager = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let eager = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             queue_gauges_every: Duration::ZERO,
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     assert_eq!(waiting_charges(&eager).await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_that_trickles_in_is_cut_off_with_a_408() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             body_timeout: Duration::from_millis(500),
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let addr = app.base_url.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a connection to the API");
     let head = "POST /orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
                 Content-Length: 200\r\n\r\n{\"customer\"";
     stream
         .write_all(head.as_bytes())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
     // The rest never comes (the client keeps the connection open, sending nothing).
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(20), async {
@@ -331,22 +339,22 @@ async fn a_body_that_trickles_in_is_cut_off_with_a_408() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_limit_wait_until_one_closes() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             max_connections: 2,
             workers: 1,
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let addr = app.base_url.trim_start_matches("http://").to_string();
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(
             tokio::net::TcpStream::connect(&addr)
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .expect("a connection to the API"),
         );
     }
     let fresh = orderflow_tests::http::client();
@@ -375,15 +383,15 @@ async fn connections_past_the_limit_wait_until_one_closes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             lock_timeout: Duration::from_millis(200),
             statement_timeout: Duration::from_secs(1),
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let placed = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
 
@@ -392,11 +400,11 @@ async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
     locker
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the table is locked");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("an HTTP client");
     let place = client
         .post(app.url("/orders"))
         .json(&order_body("tok_visa", &[(&mug, 1)]))
@@ -414,7 +422,7 @@ async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
     locker
         .batch_execute("ROLLBACK")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statements run");
     drop(locker);
 
     assert_eq!(
@@ -428,7 +436,7 @@ async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_docs_page_loads_nothing_from_another_host() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let page = get_with(&app, "/docs", None).await;
     assert_eq!(page.status(), 200);
     let policy = page
@@ -465,15 +473,15 @@ async fn the_docs_page_loads_nothing_from_another_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering_reads() {
     let db = TestDb::new().await;
-    let app = spawn_app_with(
-        &db,
-        orderflow::config::ApiConfig {
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
             admission_max_queue_wait: Some(Duration::from_millis(500)),
             admission_every: Duration::from_millis(50),
             ..test_api_config()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mug = app.create_product("MUG", 1000, 100).await;
     let first = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
 
@@ -484,7 +492,7 @@ async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering
     )
     .execute(&mut conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
     wait_until("new orders to be shed", Duration::from_secs(20), || async {
         let response = app.place_order("tok_visa", &[(&mug, 1)], None).await;
         (response.status() == 503).then_some(())
@@ -515,7 +523,7 @@ async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering
     )
     .execute(&mut conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
     wait_until(
         "orders to be taken again",
         Duration::from_secs(20),
@@ -559,7 +567,7 @@ async fn next_order_frame(response: &mut reqwest::Response, buffer: &mut String)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_stream_sends_the_order_and_each_change_and_needs_its_token() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let mug = app.create_product("MUG", 1000, 10).await;
     let id = app.place_order_id("tok_visa", &[(&mug, 1)]).await;
     let path = format!("/orders/{id}/events");
@@ -601,7 +609,7 @@ async fn the_live_stream_sends_the_order_and_each_change_and_needs_its_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pipeline_stats_count_orders_by_status_and_are_admin_only() {
     let db = TestDb::new().await;
-    let app = spawn_app(&db).await;
+    let app = TestApp::spawn(&db).await;
     let (status, _) = error_code(get_with(&app, "/admin/stats", None).await).await;
     assert_eq!(status, 401);
     let mug = app.create_product("MUG", 1000, 10).await;

@@ -20,7 +20,7 @@ pub async fn healthz() -> HttpResponse {
     ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    orderflow::db::database_ready(&state.pool)
+    orderflow_runtime::db::database_ready(&state.pool)
         .await
         .map(|()| HttpResponse::Ok().json(json!({ "status": "ready" })))
         .map_err(|message| ApiError::new(ErrorCode::Unavailable, message))
@@ -34,7 +34,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = match &state.metrics {
         Some(handle) => {
-            orderflow::metrics::render(handle, &state.pool, None, &state.backlog_gauges).await
+            orderflow_runtime::metrics::render(handle, &state.pool, None, &state.backlog_gauges)
+                .await
         }
         None => String::new(),
     };

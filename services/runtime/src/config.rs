@@ -298,8 +298,8 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 impl MailConfig {
     /// Who the e-mails come from, and where their links point.
-    pub fn letterhead(&self) -> crate::email::Letterhead {
-        crate::email::Letterhead {
+    pub fn letterhead(&self) -> orderflow::email::Letterhead {
+        orderflow::email::Letterhead {
             from: self.from.clone(),
             public_url: self.public_url.clone(),
         }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, WorkerConfig};
 use crate::db::{self, Pool};
-use crate::tasks::TaskKind;
+use orderflow::tasks::TaskKind;
 
 /// Connections a kind's worker uses at once: claims, batched reads, the group recorder, and
 /// one for lease renewals, failures and upkeep.

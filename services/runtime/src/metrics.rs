@@ -124,7 +124,7 @@ async fn refresh_backlog(pool: &Pool, kinds: Option<&[&str]>) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     let all_kinds: Vec<&str> = match kinds {
         Some(kinds) => kinds.to_vec(),
-        None => crate::tasks::TaskKind::ALL
+        None => orderflow::tasks::TaskKind::ALL
             .iter()
             .map(|k| k.as_str())
             .collect(),
