@@ -8,7 +8,7 @@
 //!   past `ADMISSION_MAX_QUEUE_WAIT_MS`, orders accepted now would wait at least that long
 //!   at that stage. Every stage counts, not only the first: an order is not done until
 //!   its e-mail is sent, and under overload the stage that falls behind first can be any
-//!   of them (seen: the notification stage, 3.8 s behind, while payments kept up);
+//!   of them (the notification stage, often, while payments keep up);
 //! - orders being placed at this moment in this process: past `API_MAX_ORDERS_IN_FLIGHT`
 //!   they would only queue for the database pool, and answer late or not at all.
 

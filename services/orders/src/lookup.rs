@@ -2,8 +2,8 @@
 //!
 //! The tasks of one claim start together, and each step's `perform` reads its order. One
 //! statement per task pays PostgreSQL's fixed cost of a statement (executor start-up,
-//! relation locks, a round trip) for each; a read of eight orders by key costs little more
-//! than a read of one (`load-tests/RESULTS.md`). A [`BatchedLookup`] serves the
+//! relation locks, a round trip) for each; a read of many orders by key costs little more
+//! than a read of one. A [`BatchedLookup`] serves the
 //! keys asked for at about the same time with one read: one read runs at a time, and the
 //! keys asked for meanwhile make up the next. A lone request is read at once.
 

@@ -134,8 +134,8 @@ pub async fn claim_batch(
 /// attempt stays counted and its expiry is kept with the task's errors. Those without
 /// attempts left are `bury_expired`'s.
 ///
-/// Workers run it on their poll ticks: an expired lease is rare, and scanning for one in
-/// every claim read the lease index's dead entries (40–50 pages at 200 orders/s) each time.
+/// Workers run it on their poll ticks: an expired lease is rare, and a scan for one in
+/// every claim would read the lease index's dead entries each time.
 pub async fn rescue_expired(
     conn: &mut AsyncPgConnection,
     kind: &str,
@@ -320,8 +320,8 @@ pub(crate) async fn extend_leases(
     // The rows are locked with SKIP LOCKED: a row that another transaction holds (its
     // attempt being recorded, mostly) is neither waited for nor renewed. Waiting would
     // hold up every other claim's renewal, and two statements that lock rows of the same
-    // group in different orders deadlock (seen under load: a second's stall each time,
-    // until PostgreSQL's deadlock check). The final SELECT reads the rows as they were
+    // group in different orders deadlock (each a stall until PostgreSQL's deadlock
+    // check). The final SELECT reads the rows as they were
     // before this statement, without a lock: a skipped claim that is still held is kept.
     let rows: Vec<Row> = prepared_sql(
         "WITH held AS ( \

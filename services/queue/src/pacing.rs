@@ -4,8 +4,8 @@
 //! Each claim costs a statement, and each claim's tasks are recorded in a group that costs
 //! a transaction, whatever their number. A kind woken by every enqueue claims one or two
 //! tasks at a time, and at a few hundred tasks per second those per-claim costs take most
-//! of the CPU (load-tests/RESULTS.md, 2026-12-04: 3.1–3.3 ms per order at 600 orders/s
-//! with a claim per wake-up, 2.5–2.8 ms paced). Waiting costs latency, though, so a kind
+//! of the CPU (`load-tests/RESULTS.md`, "A busy kind claims at most once per cooldown").
+//! Waiting costs latency, though, so a kind
 //! waits only while its tasks arrive fast enough that a cooldown would gather a batch
 //! worth having ([`MIN_PACED_BATCH`]).
 

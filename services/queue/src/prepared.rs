@@ -5,8 +5,8 @@
 //! would grow the cache without bound, so it is parsed and planned on every call. Nor does
 //! it keep any query-builder `UPDATE`, `INSERT` of a `Vec` or `ON CONFLICT ... DO UPDATE`
 //! prepared (diesel 2.3 marks them unsafe to cache, as a changeset's text may change with
-//! its values); seen in PostgreSQL's log, the queue's completion was parsed and planned
-//! for every group until it moved here. Statements the query builder cannot express (a
+//! its values), so such a statement is parsed and planned on every execution. Statements
+//! the query builder cannot express (a
 //! CTE, `UPDATE ... FROM unnest(...)`) still have one fixed text too. [`prepared_sql`]
 //! takes only a `&'static str`, so the cache holds one entry per such statement in the
 //! program, keyed by its text and bind types.

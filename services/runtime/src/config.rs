@@ -362,8 +362,7 @@ pub struct WorkerConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// The queue's default: a kind above about 270 tasks/s claims at most every 15 ms, a
-/// quieter one at once (load-tests/RESULTS.md).
+/// The queue's default ([`orderflow_queue::DEFAULT_CLAIM_COOLDOWN`]).
 const DEFAULT_CLAIM_COOLDOWN_MS: u64 = orderflow_queue::DEFAULT_CLAIM_COOLDOWN.as_millis() as u64;
 
 /// The most attempts of a kind in flight per worker process: enough for a provider that

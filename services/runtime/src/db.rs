@@ -72,10 +72,10 @@ pub fn pool_with_limits(config: &DatabaseConfig, size: u32, limits: Option<Sessi
         .max_size(size)
         // The connection returned last is handed out first. bb8's default (first in,
         // first out) rotates the statements over every connection the pool ever opened,
-        // so each statement wakes the backend that has slept longest. Reusing the warm one
-        // halved the median time from acceptance to fulfilment at 200 orders/s and took
-        // 2-3 % off the CPU per order (`load-tests/RESULTS.md`); connections
-        // left unused close after bb8's idle timeout.
+        // so each statement wakes the backend that has slept longest; reusing the warm one
+        // is faster and cheaper (`load-tests/RESULTS.md`, "The pool hands out the
+        // connection returned last"). Connections left unused close after bb8's idle
+        // timeout.
         .queue_strategy(bb8::QueueStrategy::Lifo)
         .connection_timeout(config.acquire_timeout)
         // No `SELECT 1` round trip on every checkout (it cost a statement per query under

@@ -2,8 +2,9 @@
 //! LISTEN connection, one claim loop per task kind, and a graceful stop on SIGTERM/SIGINT.
 //!
 //! The worker binaries run it on a current-thread runtime: a worker mostly waits on the
-//! database, and on a machine it shares with PostgreSQL a second runtime thread only added
-//! wake-ups between threads (12 % more worker CPU per order; `load-tests/RESULTS.md`).
+//! database, and on a machine it shares with PostgreSQL a second runtime thread only adds
+//! wake-ups between threads, which cost CPU per order (`load-tests/RESULTS.md`, "The
+//! workers run on one thread").
 //! A kind that needs more than one core runs more replicas.
 
 use std::sync::Arc;
