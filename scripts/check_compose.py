@@ -33,8 +33,10 @@ def problem(message):
 
 
 def config_variables():
-    """{config struct: variables its from_env reads} from services/runtime/src/config.rs."""
-    source = (ROOT / "services/runtime/src/config.rs").read_text()
+    """{config struct: variables its from_env reads} from services/runtime/src/config/."""
+    source = "\n".join(
+        path.read_text() for path in sorted((ROOT / "services/runtime/src/config").glob("*.rs"))
+    )
     found = {}
     for match in re.finditer(r"^impl (\w+) \{(.*?)^\}", source, re.S | re.M):
         # `var`, `optional_var`, and the small helpers built on them (`rate`, `millis`, ...).
@@ -56,7 +58,7 @@ def binary_variables():
             used = set(re.findall(r"(\w+)::from_env\(", main))
             unknown = used - structs.keys()
             if unknown:
-                problem(f"{name}: cannot find the variables of {sorted(unknown)} in config.rs")
+                problem(f"{name}: cannot find the variables of {sorted(unknown)} in services/runtime/src/config/")
             binaries[name] = set().union(*(structs.get(s, set()) for s in used)) | logging
     return binaries
 
