@@ -15,7 +15,7 @@ use crate::body_deadline::{body_deadline, BodyTimeout};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ApiDoc, DOCS_INIT_JS, DOCS_PAGE};
 use crate::request_context::request_context;
-use crate::routes::{admin, health, live, orders, pages, products};
+use crate::routes::{admin, health, live, order_list, orders, pages, products};
 use crate::state::AppState;
 
 /// Bodies above this are refused with 413 before they are parsed.
@@ -99,7 +99,7 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .service(products::create_product)
             .service(products::update_product)
             .service(orders::create_order)
-            .service(orders::list_orders)
+            .service(order_list::list_orders)
             .service(orders::get_order)
             .service(orders::cancel_order)
             .service(live::order_events)

@@ -10,6 +10,7 @@ pub mod email;
 pub mod invariants;
 pub mod lifecycle;
 pub mod lookup;
+mod order_list;
 pub mod payment;
 mod place;
 pub mod schema;

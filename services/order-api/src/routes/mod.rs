@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod health;
 pub mod live;
+pub mod order_list;
 pub mod orders;
 pub mod pages;
 pub mod products;

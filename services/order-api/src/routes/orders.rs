@@ -4,8 +4,7 @@ use orderflow::lifecycle::{
     cancel_by_customer, place_order, Cancellation, NewOrder, NewOrderLine, PlaceError, Placed,
 };
 use orderflow::payment;
-use orderflow::status::OrderStatus;
-use orderflow::views::{self, OrderCursor};
+use orderflow::views;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -14,10 +13,10 @@ use validator::Validate;
 
 use crate::error::{ApiError, ErrorCode};
 #[allow(unused_imports)]
-use crate::openapi::{ErrorResponse, OrderPage};
+use crate::openapi::ErrorResponse;
 use crate::routes::parse_id;
 use crate::state::AppState;
-use crate::state::{Admin, OrderCredentials};
+use crate::state::OrderCredentials;
 use crate::validation::{deliverable_email, not_blank, storable, validate};
 #[allow(unused_imports)]
 use orderflow::views::Order;
@@ -337,72 +336,4 @@ pub async fn cancel_order(
         .await?
         .map(|order| HttpResponse::Ok().json(order))
         .ok_or_else(|| ApiError::internal(format!("order {id} vanished after commit")))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only orders in this status: pending, paid, reserved, fulfilled, cancelled.
-    status: Option<String>,
-    /// 1 to 100, default 20.
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-const DEFAULT_PAGE: i64 = 20;
-const MAX_PAGE: i64 = 100;
-
-/// Every customer's orders: for operators only.
-#[utoipa::path(tag = "orders", security(("admin_token" = [])), params(ListParams), responses(
-        (status = 200, description = "A page of orders, newest first", body = OrderPage),
-        (status = 400, description = "Malformed JSON or a wrong type", body = ErrorResponse),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
-        (status = 403, description = "The admin API is disabled (no ADMIN_TOKEN)", body = ErrorResponse),
-        (status = 422, description = "The request is well-formed but invalid", body = ErrorResponse),
-        (status = 503, description = "The database is unavailable; retry shortly", body = ErrorResponse)
-    ))]
-#[get("/orders")]
-pub async fn list_orders(
-    _admin: Admin,
-    state: web::Data<AppState>,
-    params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
-    let status = match params.status.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
-            ApiError::validation(format!(
-                "status must be one of {}",
-                OrderStatus::ALL
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?),
-    };
-    let limit = match params.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_PAGE).contains(limit))
-            .ok_or_else(|| {
-                ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}"))
-            })?,
-    };
-    let cursor = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            OrderCursor::decode(raw)
-                .ok_or_else(|| ApiError::validation("cursor is not one this API returned"))?,
-        ),
-    };
-    let mut conn = state.pool.get().await?;
-    let (orders, next) =
-        views::list_orders(&mut conn, status.map(OrderStatus::as_str), limit, cursor).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "orders": orders,
-        "next_cursor": next.map(|cursor| cursor.encode()),
-    })))
 }
