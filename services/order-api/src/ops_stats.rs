@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow::status::OrderStatus;
+use orderflow::status::{EventType, OrderStatus};
 use serde::Serialize;
 
 /// The view is built at most this often.
@@ -111,7 +111,7 @@ struct EntryCount {
     #[diesel(sql_type = BigInt)]
     second: i64,
     #[diesel(sql_type = Text)]
-    event_type: String,
+    event_type: EventType,
     #[diesel(sql_type = BigInt)]
     entries: i64,
     #[diesel(sql_type = Bool)]
@@ -121,7 +121,7 @@ struct EntryCount {
 #[derive(QueryableByName)]
 struct StatusCount {
     #[diesel(sql_type = Text)]
-    status: String,
+    status: OrderStatus,
     #[diesel(sql_type = BigInt)]
     orders: i64,
 }
@@ -263,9 +263,9 @@ async fn read_entries(
     tally.settled_id = line;
     let (settled, fresh): (Vec<_>, Vec<_>) = entries.into_iter().partition(|entry| entry.settled);
     for entry in &settled {
-        match entry.event_type.as_str() {
-            "fulfilled" => tally.fulfilled += entry.entries,
-            "cancelled" => tally.cancelled += entry.entries,
+        match entry.event_type {
+            EventType::Fulfilled => tally.fulfilled += entry.entries,
+            EventType::Cancelled => tally.cancelled += entry.entries,
             _ => {}
         }
         add(tally.seconds.entry(entry.second).or_default(), entry);
@@ -277,16 +277,16 @@ async fn read_entries(
 
 fn add(second: &mut SecondCounts, entry: &EntryCount) {
     second.at = entry.second;
-    match entry.event_type.as_str() {
-        "placed" => second.accepted += entry.entries,
-        "fulfilled" => second.fulfilled += entry.entries,
-        "cancelled" => second.cancelled += entry.entries,
+    match entry.event_type {
+        EventType::Placed => second.accepted += entry.entries,
+        EventType::Fulfilled => second.fulfilled += entry.entries,
+        EventType::Cancelled => second.cancelled += entry.entries,
         _ => {}
     }
 }
 
 fn order_counts(tally: &Tally, fresh: &[EntryCount], in_progress: &[StatusCount]) -> OrderCounts {
-    let fresh_of = |kind: &str| -> i64 {
+    let fresh_of = |kind: EventType| -> i64 {
         fresh
             .iter()
             .filter(|entry| entry.event_type == kind)
@@ -294,16 +294,16 @@ fn order_counts(tally: &Tally, fresh: &[EntryCount], in_progress: &[StatusCount]
             .sum()
     };
     let mut counts = OrderCounts {
-        fulfilled: tally.fulfilled + fresh_of("fulfilled"),
-        cancelled: tally.cancelled + fresh_of("cancelled"),
+        fulfilled: tally.fulfilled + fresh_of(EventType::Fulfilled),
+        cancelled: tally.cancelled + fresh_of(EventType::Cancelled),
         ..OrderCounts::default()
     };
     for row in in_progress {
-        match OrderStatus::parse(&row.status) {
-            Some(OrderStatus::Pending) => counts.pending = row.orders,
-            Some(OrderStatus::Paid) => counts.paid = row.orders,
-            Some(OrderStatus::Reserved) => counts.reserved = row.orders,
-            _ => {}
+        match row.status {
+            OrderStatus::Pending => counts.pending = row.orders,
+            OrderStatus::Paid => counts.paid = row.orders,
+            OrderStatus::Reserved => counts.reserved = row.orders,
+            OrderStatus::Fulfilled | OrderStatus::Cancelled => {}
         }
     }
     counts
