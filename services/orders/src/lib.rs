@@ -7,6 +7,7 @@
 pub mod access;
 pub mod catalog;
 pub mod email;
+pub mod input;
 pub mod invariants;
 pub mod lifecycle;
 pub mod lookup;

@@ -10,6 +10,8 @@ use orderflow_queue::prepared_sql;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::email::CustomerEmail;
+use crate::input::Quantity;
 use crate::schema::orders;
 use crate::status::{EventType, OrderStatus};
 use crate::tasks;
@@ -19,13 +21,13 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone)]
 pub struct NewOrderLine {
     pub product_id: Uuid,
-    pub quantity: i32,
+    pub quantity: Quantity,
 }
 
 /// An order that passed validation; prices come from the catalog at placement.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
-    pub customer_email: String,
+    pub customer_email: CustomerEmail,
     pub customer_name: String,
     pub shipping_address: Option<serde_json::Value>,
     pub payment_token: String,
@@ -116,7 +118,7 @@ async fn insert_order(
     order: &NewOrder,
 ) -> Result<Placed, PlaceError> {
     let product_ids: Vec<Uuid> = order.lines.iter().map(|line| line.product_id).collect();
-    let quantities: Vec<i32> = order.lines.iter().map(|line| line.quantity).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|line| line.quantity.get()).collect();
     let order_id = Uuid::now_v7();
     let (key, fingerprint) = order.idempotency.clone().unzip();
     let first_task = tasks::charge_payment(order_id);
@@ -126,7 +128,7 @@ async fn insert_order(
         .bind::<Array<Int4>, _>(&quantities)
         .bind::<SqlUuid, _>(order_id)
         .bind::<Text, _>(OrderStatus::Pending.as_str())
-        .bind::<Text, _>(&order.customer_email)
+        .bind::<Text, _>(order.customer_email.as_str())
         .bind::<Text, _>(&order.customer_name)
         .bind::<Nullable<Jsonb>, _>(&order.shipping_address)
         .bind::<Text, _>(&order.payment_token)
@@ -175,7 +177,7 @@ async fn insert_order(
         status: OrderStatus::Pending,
         cancel_reason: None,
         customer: Customer {
-            email: order.customer_email.clone(),
+            email: order.customer_email.as_str().to_string(),
             name: order.customer_name.clone(),
         },
         shipping_address: order.shipping_address.clone(),
@@ -187,7 +189,7 @@ async fn insert_order(
                 Some(OrderItem {
                     product_id: line.product_id,
                     sku: sku.clone(),
-                    quantity: line.quantity,
+                    quantity: line.quantity.get(),
                     unit_price_cents: *price,
                 })
             })

@@ -1,5 +1,7 @@
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use diesel_async::AsyncConnection;
+use orderflow::email::CustomerEmail;
+use orderflow::input::Quantity;
 use orderflow::lifecycle::{
     cancel_by_customer, place_order, Cancellation, NewOrder, NewOrderLine, PlaceError, Placed,
 };
@@ -113,9 +115,16 @@ impl PlaceOrderRequest {
                     "items[{index}]: product {product_id} appears more than once; combine the quantities"
                 )));
             }
+            let quantity = Quantity::new(item.quantity).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "items[{index}].quantity must be from {} to {}",
+                    Quantity::MIN,
+                    Quantity::MAX
+                ))
+            })?;
             lines.push(NewOrderLine {
                 product_id,
-                quantity: item.quantity as i32,
+                quantity,
             });
         }
         // The fingerprint covers the parsed request, so formatting differences do not
@@ -124,8 +133,10 @@ impl PlaceOrderRequest {
             let canonical = serde_json::to_vec(&self).unwrap_or_default();
             (key, hex::encode(Sha256::digest(canonical)))
         });
+        let customer_email = CustomerEmail::parse(&self.customer.email)
+            .map_err(|error| ApiError::validation(format!("customer.email {error}")))?;
         Ok(NewOrder {
-            customer_email: self.customer.email.trim().to_string(),
+            customer_email,
             customer_name: self.customer.name.trim().to_string(),
             shipping_address: self
                 .shipping_address

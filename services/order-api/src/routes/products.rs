@@ -2,6 +2,7 @@ use actix_web::{get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use orderflow::input::Cents;
 use orderflow::schema::products;
 use orderflow::views::Product;
 use serde::Deserialize;
@@ -73,7 +74,7 @@ fn validate_currency(currency: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
-const MAX_PRICE_CENTS: i64 = 10_000_000_000;
+const MAX_PRICE_CENTS: i64 = Cents::MAX;
 const MAX_STOCK: i64 = 10_000_000;
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -124,12 +125,15 @@ pub async fn create_product(
     body: web::Json<CreateProduct>,
 ) -> Result<HttpResponse, ApiError> {
     validate(&*body)?;
+    let price = Cents::new(body.price_cents).ok_or_else(|| {
+        ApiError::validation(format!("price_cents must be from 0 to {}", Cents::MAX))
+    })?;
     let mut conn = state.pool.get().await?;
     let product: Product = diesel::insert_into(products::table)
         .values((
             products::sku.eq(body.sku.trim()),
             products::name.eq(body.name.trim()),
-            products::price_cents.eq(body.price_cents),
+            products::price_cents.eq(price.get()),
             products::currency.eq(body.currency.as_deref().unwrap_or("USD")),
             products::stock.eq(body.stock as i32),
         ))
