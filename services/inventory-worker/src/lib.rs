@@ -1,8 +1,10 @@
-//! Reserves stock: all lines of an order or none, in the transaction that completes the task.
+//! Reserves stock (all lines of an order or none, in the transaction that completes the
+//! task) and books the reserved orders' parcels (`orderflow::steps::ship`).
 
 use diesel_async::AsyncPgConnection;
 use orderflow::lifecycle;
 use orderflow::lifecycle::ToReserve;
+use orderflow::steps::ship::{BookShipment, CarrierSim};
 use orderflow::tasks::{self, ReserveArgs, TaskKind};
 use orderflow_queue::{
     record_through_group, ClaimedTask, DeadTask, Recording, TaskError, TaskHandler,
@@ -10,10 +12,11 @@ use orderflow_queue::{
 use orderflow_runtime::runtime::WorkerRuntime;
 use uuid::Uuid;
 
-pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve];
+pub const KINDS: &[TaskKind] = &[TaskKind::InventoryReserve, TaskKind::ShippingBook];
 
 pub fn register(runtime: &mut WorkerRuntime) {
     runtime.spawn(TaskKind::InventoryReserve, ReserveInventory);
+    runtime.spawn(TaskKind::ShippingBook, BookShipment::new(CarrierSim));
 }
 
 pub struct ReserveInventory;

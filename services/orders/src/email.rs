@@ -7,6 +7,7 @@ use lettre::Message;
 use uuid::Uuid;
 
 use crate::status::{CancelReason, NotificationKind};
+use crate::steps::ship::Parcel;
 use crate::views::{Customer, OrderItem};
 
 /// What an order e-mail tells about its order (read by
@@ -24,6 +25,8 @@ pub struct OrderMail {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Opens the order's page; the e-mail links to it.
     pub access_token: String,
+    /// The parcel booked for it, once the shipping step has run.
+    pub parcel: Option<Parcel>,
 }
 
 macro_rules! text_header {
@@ -154,8 +157,16 @@ pub fn compose(
         NotificationKind::OrderConfirmed => (
             format!("Your order {} is confirmed", order.order_id),
             format!(
-                "Hello {},\n\nthank you for your order. It is paid and on its way.\n\n{}\nYour order: {}\n",
+                "Hello {},\n\nthank you for your order. It is paid and on its way.{}\n\n{}\nYour order: {}\n",
                 order.customer.name,
+                order
+                    .parcel
+                    .as_ref()
+                    .map(|parcel| format!(
+                        "\nYour parcel: {} tracking number {}.",
+                        parcel.carrier, parcel.tracking_number
+                    ))
+                    .unwrap_or_default(),
                 order_lines(order),
                 letterhead.order_link(order)
             ),
@@ -281,6 +292,7 @@ mod tests {
                 currency: "USD".into(),
                 created_at: chrono::Utc::now(),
                 access_token: "t".into(),
+                parcel: None,
             };
             let message = compose(&letterhead, &order, NotificationKind::OrderConfirmed)
                 .unwrap_or_else(|e| panic!("{name:?}: {e}"));

@@ -6,8 +6,9 @@
 //! place_order        -> pending,  task payment.charge
 //! record_charges     -> paid,     task inventory.reserve
 //!                    -> cancelled (payment_declined), task notification.send(order_cancelled)
-//! reserve_orders     -> reserved, task notification.send(order_confirmed)
+//! reserve_orders     -> reserved, task shipping.book
 //!                    -> cancelled (out_of_stock), task payment.refund
+//! record_shipments   -> (reserved) shipped event, task notification.send(order_confirmed)
 //! record_refund      -> payment refunded, task notification.send(order_cancelled)
 //! record_emails_sent -> fulfilled (order_confirmed) | notified (order_cancelled)
 //! record_emails_undeliverable -> the same, with a notification_failed event
@@ -40,6 +41,7 @@ pub use crate::steps::notify::{
 };
 pub use crate::steps::refund::{captured_payment, record_refund};
 pub use crate::steps::reserve::{reserve_orders, Reservation, ToReserve};
+pub use crate::steps::ship::{record_shipments, Shipment};
 
 /// Moves the order from `from` to `to`; false (and nothing written) when it was not in
 /// `from`. The row lock taken here orders concurrent transitions of one order.

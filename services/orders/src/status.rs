@@ -84,6 +84,7 @@ text_enum!(
         Placed => "placed",
         Paid => "paid",
         Reserved => "reserved",
+        Shipped => "shipped",
         Fulfilled => "fulfilled",
         Cancelled => "cancelled",
         Refunded => "refunded",

@@ -8,6 +8,7 @@ pub use crate::steps::charge::ChargeArgs;
 pub use crate::steps::notify::NotifyArgs;
 pub use crate::steps::refund::RefundArgs;
 pub use crate::steps::reserve::ReserveArgs;
+pub use crate::steps::ship::ShipArgs;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -18,14 +19,16 @@ pub enum TaskKind {
     PaymentCharge,
     PaymentRefund,
     InventoryReserve,
+    ShippingBook,
     NotificationSend,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] = [
+    pub const ALL: [TaskKind; 5] = [
         Self::PaymentCharge,
         Self::PaymentRefund,
         Self::InventoryReserve,
+        Self::ShippingBook,
         Self::NotificationSend,
     ];
 
@@ -48,6 +51,7 @@ impl TaskKind {
             Self::PaymentCharge => ChargeArgs::config(),
             Self::PaymentRefund => RefundArgs::config(),
             Self::InventoryReserve => ReserveArgs::config(),
+            Self::ShippingBook => ShipArgs::config(),
             Self::NotificationSend => NotifyArgs::config(),
         }
     }

@@ -52,8 +52,8 @@ pub struct PaymentView {
 /// from the event before it until `started_at`, and the step ran until `at`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderEvent {
-    /// `placed`, `paid`, `reserved`, `fulfilled`, `cancelled`, `refunded`, `notified`,
-    /// `task_dead`.
+    /// `placed`, `paid`, `reserved`, `shipped` (with `carrier` and `tracking_number`),
+    /// `fulfilled`, `cancelled`, `refunded`, `notified`, `notification_failed`, `task_dead`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub at: DateTime<Utc>,

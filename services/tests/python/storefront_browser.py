@@ -88,11 +88,11 @@ def main():
         status = page.get_by_test_id("order-status")
         expect(status).to_have_text("fulfilled", timeout=ORDER_DEADLINE_MS)
         timeline = page.get_by_test_id("timeline").locator("li")
-        expect(timeline).to_have_count(4)  # placed, paid, reserved, fulfilled
+        expect(timeline).to_have_count(5)  # placed, paid, reserved, shipped, fulfilled
         # Each worker's step shows how long the order waited for it and how long it ran;
         # the charge's run holds the provider's answer (300 ms median in this test).
         times = timeline.locator(".step-times")
-        expect(times).to_have_count(3)
+        expect(times).to_have_count(4)
         spans = [
             (float(t.get_attribute("data-waited-ms")), float(t.get_attribute("data-ran-ms")))
             for t in times.all()

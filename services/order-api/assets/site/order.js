@@ -8,6 +8,7 @@ const STEPS = [
   { event: 'placed', label: 'Placed', service: 'order API' },
   { event: 'paid', label: 'Paid', service: 'payment worker' },
   { event: 'reserved', label: 'Reserved', service: 'inventory worker' },
+  { event: 'shipped', label: 'Shipped', service: 'inventory worker' },
   { event: 'fulfilled', label: 'Fulfilled', service: 'notification worker' },
 ];
 const EMAILS = { order_confirmed: 'order confirmation', order_cancelled: 'cancellation notice' };
@@ -87,6 +88,7 @@ function renderTimeline(order) {
     const since = previous ? `+${duration(Date.parse(event.at) - Date.parse(previous.at))}` : 'start';
     previous = event;
     const detail = event.notification ? ` (${EMAILS[event.notification] ?? event.notification})`
+      : event.tracking_number ? ` (${event.carrier} ${event.tracking_number})`
       : event.reason ? ` (${event.reason.replaceAll('_', ' ')})` : '';
     return el('li', {},
       el('time', { datetime: event.at, text: time(event.at) }),

@@ -7,3 +7,4 @@ pub mod charge;
 pub mod notify;
 pub mod refund;
 pub mod reserve;
+pub mod ship;

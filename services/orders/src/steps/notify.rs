@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::email::OrderMail;
 use crate::lifecycle::{column, Recorded};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
+use crate::steps::ship::Parcel;
 use crate::tasks::order_task;
 use crate::views::Customer;
 
@@ -179,6 +180,13 @@ pub async fn notification_facts(
                 currency: row.currency,
                 created_at: row.created_at,
                 access_token: row.access_token,
+                parcel: row
+                    .carrier
+                    .zip(row.tracking_number)
+                    .map(|(carrier, tracking_number)| Parcel {
+                        carrier,
+                        tracking_number,
+                    }),
             };
             Some(((order_id, kind), (mail, row.already_sent)))
         })
@@ -189,12 +197,14 @@ pub async fn notification_facts(
 const NOTIFICATION_FACTS: &str = concat!(
     "SELECT w.n AS wanted, o.customer_email, o.customer_name, o.cancel_reason, \
             p.status AS payment_status, o.total_cents, o.currency, o.created_at, o.access_token, \
+            sh.carrier, sh.tracking_number, \
             EXISTS (SELECT 1 FROM sent_emails s WHERE s.order_id = o.id AND s.kind = w.kind) \
                 AS already_sent, \
             lines.product_ids, lines.skus, lines.quantities, lines.unit_prices_cents \
      FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS w (order_id, kind, n) \
      JOIN orders o ON o.id = w.order_id \
-     LEFT JOIN payments p ON p.order_id = o.id ",
+     LEFT JOIN payments p ON p.order_id = o.id \
+     LEFT JOIN shipments sh ON sh.order_id = o.id ",
     crate::views::order_lines_lateral!()
 );
 
@@ -218,6 +228,10 @@ struct NotificationFacts {
     created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Text)]
     access_token: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    carrier: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    tracking_number: Option<String>,
     #[diesel(sql_type = Bool)]
     already_sent: bool,
     #[diesel(embed)]

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::lifecycle::column;
 use crate::schema::{order_items, orders, products};
-use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus};
+use crate::status::{CancelReason, EventType, OrderStatus};
+use crate::steps::ship::ShipArgs;
 use crate::tasks;
 use crate::tasks::order_task;
 
@@ -146,8 +147,11 @@ pub async fn reserve_orders(
                 json!({ "started_at": order.started_at }),
             ));
             writes.follow_ups.push(
-                tasks::send_notification(order.order_id, NotificationKind::OrderConfirmed)
-                    .caused_by(correlation),
+                ShipArgs {
+                    order_id: order.order_id,
+                }
+                .to_task()
+                .caused_by(correlation),
             );
             reservations.push(Reservation::Reserved);
         } else {

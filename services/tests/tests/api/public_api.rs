@@ -639,7 +639,8 @@ async fn the_pipeline_stats_count_orders_by_status_and_are_admin_only() {
             "inventory.reserve",
             "notification.send",
             "payment.charge",
-            "payment.refund"
+            "payment.refund",
+            "shipping.book"
         ]
     );
     let charge = stats["kinds"]

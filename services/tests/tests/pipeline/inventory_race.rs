@@ -282,7 +282,7 @@ async fn a_reservation_group_serves_its_orders_in_order_from_what_is_left() {
             .into_iter()
             .map(|row| row.kind)
             .collect();
-    assert_eq!(follow_ups, ["notification.send", "payment.refund"]);
+    assert_eq!(follow_ups, ["shipping.book", "payment.refund"]);
 }
 
 /// Waits until a session of the test's database waits for a row lock.

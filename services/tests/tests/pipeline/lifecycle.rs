@@ -91,7 +91,7 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
     assert_eq!(order["payment"]["amount_cents"], 6500);
     assert_eq!(
         event_types(&order),
-        ["placed", "paid", "reserved", "fulfilled"]
+        ["placed", "paid", "reserved", "shipped", "fulfilled"]
     );
     assert_each_step_started_between_its_neighbours(&order);
     assert_eq!(order["items"][0]["sku"], "MUG");
@@ -101,6 +101,18 @@ async fn a_paid_order_in_stock_is_fulfilled_and_confirmed_by_email() {
     assert_eq!(
         header(&message, "Message-ID"),
         Some(format!("<{order_id}.order_confirmed@orderflow.example>"))
+    );
+    // The shipping step booked a parcel; the confirmation carries its tracking number.
+    let shipped = &order["events"][3];
+    let tracking = shipped["tracking_number"].as_str().unwrap_or_default();
+    assert!(
+        tracking.starts_with("OF") && tracking.len() == 14,
+        "{shipped}"
+    );
+    assert_eq!(shipped["carrier"], "Orderflow Post");
+    assert!(
+        message.contains(&format!("tracking number {tracking}")),
+        "{message}"
     );
 
     let mut conn = db.connect().await;

@@ -94,7 +94,7 @@ async fn operators_see_the_queue_dead_tasks_and_a_timeline_and_can_retry() {
         .collect();
     assert_eq!(
         events,
-        ["placed", "paid", "reserved", "fulfilled"],
+        ["placed", "paid", "reserved", "shipped", "fulfilled"],
         "{timeline}"
     );
 
