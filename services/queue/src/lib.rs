@@ -76,6 +76,8 @@ pub use record::record_as_group;
 mod schema;
 mod session;
 mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
 pub mod admin;
