@@ -118,6 +118,15 @@ pub enum MailError {
     Permanent(String),
 }
 
+/// Delivers composed e-mails: the notification step's outside call. The runtime's mailer
+/// (`orderflow_runtime::mailer::Mailer`: SMTP, or `.eml` files) is the one that ships.
+pub trait SendMail: Send + Sync + 'static {
+    fn send(
+        &self,
+        message: Message,
+    ) -> impl std::future::Future<Output = Result<(), MailError>> + Send;
+}
+
 /// Who the e-mails come from, and where their links point.
 #[derive(Debug, Clone)]
 pub struct Letterhead {

@@ -1,7 +1,7 @@
 //! Sending e-mail through lettre: SMTP when `SMTP_URL` is set, `.eml` files otherwise.
 
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use orderflow::email::MailError;
+use orderflow::email::{MailError, SendMail};
 
 use crate::config::MailConfig;
 
@@ -31,7 +31,7 @@ impl Mailer {
         }
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
+    async fn deliver(&self, message: Message) -> Result<(), MailError> {
         match self {
             Self::Smtp(transport) => transport.send(message).await.map(drop).map_err(|error| {
                 if error.is_permanent() {
@@ -46,5 +46,11 @@ impl Mailer {
                 .map(drop)
                 .map_err(|error| MailError::Transient(error.to_string())),
         }
+    }
+}
+
+impl SendMail for Mailer {
+    async fn send(&self, message: Message) -> Result<(), MailError> {
+        self.deliver(message).await
     }
 }

@@ -149,9 +149,3 @@ async fn refresh_backlog(pool: &Pool, kinds: Option<&[&str]>) -> Result<(), Stri
     }
     Ok(())
 }
-
-/// The order reached its last step (`fulfilled`, or its cancellation e-mail sent).
-pub fn record_order_finished(outcome: &'static str, since_accepted: std::time::Duration) {
-    metrics::histogram!("orderflow_order_time_to_terminal_seconds", "outcome" => outcome)
-        .record(since_accepted.as_secs_f64());
-}

@@ -1,11 +1,14 @@
-//! The reservation step (`inventory.reserve`): its arguments and the all-or-nothing
-//! reservation of a group of paid orders' stock.
+//! The reservation step (`inventory.reserve`): its arguments, its handler, and the
+//! all-or-nothing reservation of a group of paid orders' stock.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::{prepared_sql, NewTask};
+use orderflow_queue::{
+    prepared_sql, record_through_group, ClaimedTask, DeadTask, NewTask, Recording, TaskError,
+    TaskHandler,
+};
 use orderflow_queue::{KindConfig, TaskArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -208,5 +211,67 @@ impl ReservationWrites {
             .await?;
         orderflow_queue::enqueue_all(conn, &self.follow_ups).await?;
         Ok(())
+    }
+}
+
+/// The handler of `inventory.reserve`.
+pub struct ReserveInventory;
+
+impl TaskHandler for ReserveInventory {
+    type Args = ReserveArgs;
+    type Outcome = Uuid;
+    type Recorded = Reservation;
+
+    /// Nothing outside the database: the whole step is its record, set-wise per group.
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        ReserveArgs { order_id }: ReserveArgs,
+    ) -> Result<Uuid, TaskError> {
+        Ok(order_id)
+    }
+
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &ClaimedTask,
+        order_id: &Uuid,
+    ) -> Result<Reservation, TaskError> {
+        record_through_group(self, conn, task, order_id).await
+    }
+
+    /// A group's orders are reserved together, set-wise: their products are locked first,
+    /// in id order, so that two groups never wait for each other's locks in a cycle.
+    #[tracing::instrument(name = "reserve_inventory", skip_all, fields(orders = group.len()))]
+    async fn record_group(
+        &self,
+        conn: &mut AsyncPgConnection,
+        group: &[Recording<'_, Uuid>],
+    ) -> Result<Vec<Reservation>, TaskError> {
+        let orders: Vec<ToReserve<'_>> = group
+            .iter()
+            .map(|attempt| ToReserve {
+                order_id: *attempt.outcome,
+                correlation_id: attempt.task.correlation_id.as_deref(),
+                started_at: attempt.task.claimed_at,
+            })
+            .collect();
+        Ok(reserve_orders(conn, &orders).await?)
+    }
+
+    fn committed(&self, _task: &ClaimedTask, _order_id: &Uuid, reservation: &Reservation) {
+        tracing::info!(?reservation, "inventory step done");
+    }
+
+    async fn on_dead(
+        &self,
+        conn: &mut AsyncPgConnection,
+        task: &DeadTask,
+    ) -> diesel::QueryResult<()> {
+        tasks::record_dead_on_timeline(conn, task).await
+    }
+
+    fn span(&self, task: &ClaimedTask) -> tracing::Span {
+        tasks::order_span(task)
     }
 }

@@ -1,46 +1,18 @@
-//! The notification step (`notification.send`): its arguments, what an e-mail says about
-//! its order, and how sent and undeliverable e-mails are written, set-wise for a group.
-
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::prepared_sql;
-use orderflow_queue::{KindConfig, TaskArgs};
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
-use std::time::Duration;
-use uuid::Uuid;
+//! How sent and undeliverable e-mails are written, set-wise for a group, and what an
+//! e-mail says about its order.
 
 use crate::email::OrderMail;
 use crate::lifecycle::{column, Recorded};
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::steps::ship::Parcel;
-use crate::tasks::order_task;
 use crate::views::Customer;
-
-/// `notification.send`: the order's confirmation or cancellation e-mail.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct NotifyArgs {
-    pub order_id: Uuid,
-    pub notification: NotificationKind,
-}
-
-impl TaskArgs for NotifyArgs {
-    const KIND: &'static str = "notification.send";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 20, Duration::from_secs(60))
-    }
-
-    /// Unique per order and kind: when two paths ask for the same e-mail (a customer
-    /// cancels while a charge is in flight, and the refund asks again), one task sends it.
-    fn unique_key(&self) -> Option<String> {
-        Some(format!(
-            "notification:{}:{}",
-            self.order_id, self.notification
-        ))
-    }
-}
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orderflow_queue::prepared_sql;
+use std::collections::HashSet;
+use uuid::Uuid;
 
 /// A sent e-mail to record ([`record_emails_sent`]).
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +47,7 @@ pub async fn record_emails_sent(
     // NOTHING` also drops the second copy of an e-mail listed twice; the orders are
     // updated by key (`= ANY`), a plan that needs no statistics.
     let inserted: HashSet<(Uuid, String)> =
-        prepared_sql(include_str!("sql/record_emails_sent.sql"))
+        prepared_sql(include_str!("../sql/record_emails_sent.sql"))
             .bind::<Array<SqlUuid>, _>(column(emails, |e| e.order_id))
             .bind::<Array<Text>, _>(column(emails, |e| e.kind.as_str()))
             .bind::<Array<Text>, _>(column(emails, |e| e.message_id))
@@ -129,7 +101,7 @@ pub async fn record_emails_undeliverable(
     if failures.is_empty() {
         return Ok(Vec::new());
     }
-    prepared_sql(include_str!("sql/record_emails_undeliverable.sql"))
+    prepared_sql(include_str!("../sql/record_emails_undeliverable.sql"))
         .bind::<Array<SqlUuid>, _>(column(failures, |f| f.order_id))
         .bind::<Array<Text>, _>(column(failures, |f| f.kind.as_str()))
         .bind::<Array<Text>, _>(column(failures, |f| f.error))

@@ -1,36 +1,18 @@
-//! The charge step (`payment.charge`): its arguments, what it reads about the orders it
-//! charges, and how the provider's answers are written, set-wise for a group.
-
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::prepared_sql;
-use orderflow_queue::{KindConfig, TaskArgs};
-use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-use uuid::Uuid;
+//! How the provider's answers to a group of charges are written, and what the charge
+//! step reads about its orders.
 
 use crate::lifecycle::{column, Recorded};
 use crate::payment::ChargeOutcome;
 use crate::schema::orders;
 use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
 use crate::tasks;
-use crate::tasks::order_task;
-
-/// `payment.charge`: charge a pending order's card.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ChargeArgs {
-    pub order_id: Uuid,
-}
-
-impl TaskArgs for ChargeArgs {
-    const KIND: &'static str = "payment.charge";
-    fn config() -> KindConfig {
-        order_task(Self::KIND, 10, Duration::from_secs(60))
-    }
-}
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orderflow_queue::prepared_sql;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
 
 /// A gateway's answer to the charge of a pending order, to record ([`record_charges`]).
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +157,7 @@ async fn write_charge_outcomes(
     if approved.is_empty() && declined.is_empty() {
         return Ok(HashMap::new());
     }
-    let written: Vec<ChargeWrittenRow> = prepared_sql(include_str!("sql/record_charges.sql"))
+    let written: Vec<ChargeWrittenRow> = prepared_sql(include_str!("../sql/record_charges.sql"))
         .bind::<Array<SqlUuid>, _>(column(approved, |(c, _)| c.order_id))
         .bind::<Array<BigInt>, _>(column(approved, |(c, _)| c.amount_cents))
         .bind::<Array<Text>, _>(column(approved, |(_, charge_id)| *charge_id))
