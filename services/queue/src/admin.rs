@@ -62,16 +62,10 @@ pub async fn longest_due_wait(
         #[diesel(sql_type = diesel::sql_types::Double)]
         seconds: f64,
     }
-    let oldest: Oldest = crate::prepared_sql(
-        "SELECT coalesce(max(extract(epoch FROM now() - first.run_at)), 0)::float8 AS seconds \
-         FROM unnest($1::text[]) AS k(kind) \
-         CROSS JOIN LATERAL ( \
-             SELECT run_at FROM tasks WHERE kind = k.kind AND state = 'waiting' AND run_at <= now() \
-             ORDER BY run_at, id LIMIT 1) first",
-    )
-    .bind::<diesel::sql_types::Array<Text>, _>(kinds)
-    .get_result(conn)
-    .await?;
+    let oldest: Oldest = crate::prepared_sql(include_str!("sql/longest_due_wait.sql"))
+        .bind::<diesel::sql_types::Array<Text>, _>(kinds)
+        .get_result(conn)
+        .await?;
     Ok(std::time::Duration::from_secs_f64(oldest.seconds.max(0.0)))
 }
 
@@ -255,16 +249,10 @@ pub async fn prune_completed(
     retention: std::time::Duration,
     limit: i64,
 ) -> diesel::QueryResult<usize> {
-    crate::prepared_sql(
-        "DELETE FROM tasks WHERE id IN ( \
-             SELECT id FROM tasks \
-             WHERE kind = $1 AND state = 'completed' \
-               AND completed_at < now() - make_interval(secs => $2) \
-             ORDER BY completed_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind::<Text, _>(kind)
-    .bind::<Double, _>(retention.as_secs_f64())
-    .bind::<BigInt, _>(limit)
-    .execute(conn)
-    .await
+    crate::prepared_sql(include_str!("sql/prune_completed.sql"))
+        .bind::<Text, _>(kind)
+        .bind::<Double, _>(retention.as_secs_f64())
+        .bind::<BigInt, _>(limit)
+        .execute(conn)
+        .await
 }

@@ -100,27 +100,12 @@ pub async fn claim_batch(
     lease: Duration,
 ) -> diesel::QueryResult<Vec<ClaimedTask>> {
     let sent = std::time::Instant::now();
-    let rows: Vec<ClaimedRow> = prepared_sql(
-        "WITH due AS ( \
-             SELECT id FROM tasks \
-             WHERE kind = $1 AND state = 'waiting' AND run_at <= now() \
-             ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-         no_flush_wait AS ( \
-             SELECT set_config('synchronous_commit', 'off', true) AS setting) \
-         UPDATE tasks AS t \
-         SET state = 'running', claim_token = gen_random_uuid(), attempts = t.attempts + 1, \
-             lease_expires_at = now() + make_interval(secs => $3), updated_at = now() \
-         FROM due, no_flush_wait \
-         WHERE t.id = due.id \
-         RETURNING t.id, t.kind, t.payload, t.attempts AS attempt, t.max_attempts, \
-                   t.claim_token, t.lease_expires_at, t.run_at, now() AS claimed_at, \
-                   t.correlation_id",
-    )
-    .bind::<Text, _>(kind)
-    .bind::<Int8, _>(limit)
-    .bind::<Double, _>(lease.as_secs_f64())
-    .load(conn)
-    .await?;
+    let rows: Vec<ClaimedRow> = prepared_sql(include_str!("sql/claim_batch.sql"))
+        .bind::<Text, _>(kind)
+        .bind::<Int8, _>(limit)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| row.into_task(sent, lease))
@@ -141,21 +126,11 @@ pub async fn rescue_expired(
     kind: &str,
     limit: i64,
 ) -> diesel::QueryResult<usize> {
-    prepared_sql(
-        "UPDATE tasks SET state = 'waiting', claim_token = NULL, lease_expires_at = NULL, \
-             updated_at = now(), last_error = 'lease expired; waiting again', \
-             errors = errors || jsonb_build_array(jsonb_build_object( \
-                 'attempt', attempts, 'at', now(), 'error', 'lease expired; waiting again')) \
-         WHERE id IN ( \
-             SELECT id FROM tasks \
-             WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
-               AND attempts < max_attempts \
-             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind::<Text, _>(kind)
-    .bind::<Int8, _>(limit)
-    .execute(conn)
-    .await
+    prepared_sql(include_str!("sql/rescue_expired.sql"))
+        .bind::<Text, _>(kind)
+        .bind::<Int8, _>(limit)
+        .execute(conn)
+        .await
 }
 
 /// Completes the claimed tasks whose claims are still ours, in the caller's transaction,
@@ -182,18 +157,11 @@ pub(crate) async fn complete_claims(
     // partial index, which keeps an entry for every claim until vacuum, instead of the
     // primary key. Hand-written, so that it stays prepared (diesel never keeps a
     // query-builder `UPDATE` prepared).
-    let completed: Vec<Completed> = prepared_sql(
-        "UPDATE tasks AS t SET state = 'completed', completed_at = now(), updated_at = now(), \
-             claim_token = NULL, lease_expires_at = NULL \
-         FROM unnest($1::bigint[], $2::uuid[]) AS claim(id, token) \
-         WHERE t.id = claim.id AND t.claim_token = claim.token \
-           AND t.lease_expires_at > clock_timestamp() \
-         RETURNING t.id, claim.token",
-    )
-    .bind::<Array<Int8>, _>(ids)
-    .bind::<Array<SqlUuid>, _>(tokens)
-    .load(conn)
-    .await?;
+    let completed: Vec<Completed> = prepared_sql(include_str!("sql/complete_claims.sql"))
+        .bind::<Array<Int8>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(tokens)
+        .load(conn)
+        .await?;
     Ok(completed
         .into_iter()
         .map(|row| (row.id, row.token))
@@ -225,24 +193,15 @@ pub async fn fail(
         state: String,
     }
     let permanent = matches!(error, TaskError::Permanent(_));
-    let outcome: Option<Outcome> = prepared_sql(
-        "UPDATE tasks SET \
-             state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'waiting' END, \
-             run_at = now() + make_interval(secs => $2), \
-             claim_token = NULL, lease_expires_at = NULL, last_error = $3, updated_at = now(), \
-             errors = errors || jsonb_build_array(jsonb_build_object( \
-                 'attempt', attempts, 'at', now(), 'error', $3::text)) \
-         WHERE id = $4 AND claim_token = $5 AND state = 'running' \
-         RETURNING state",
-    )
-    .bind::<Bool, _>(permanent)
-    .bind::<Double, _>(backoff.as_secs_f64())
-    .bind::<Text, _>(error.to_string())
-    .bind::<Int8, _>(task.id)
-    .bind::<SqlUuid, _>(task.claim_token)
-    .get_result(conn)
-    .await
-    .optional()?;
+    let outcome: Option<Outcome> = prepared_sql(include_str!("sql/fail.sql"))
+        .bind::<Bool, _>(permanent)
+        .bind::<Double, _>(backoff.as_secs_f64())
+        .bind::<Text, _>(error.to_string())
+        .bind::<Int8, _>(task.id)
+        .bind::<SqlUuid, _>(task.claim_token)
+        .get_result(conn)
+        .await
+        .optional()?;
     Ok(match outcome.map(|o| o.state) {
         None => FailureOutcome::ClaimLost,
         Some(state) if state == "dead" => FailureOutcome::Dead,
@@ -256,21 +215,10 @@ pub(crate) async fn bury_expired(
     conn: &mut AsyncPgConnection,
     kind: &str,
 ) -> diesel::QueryResult<Vec<DeadTask>> {
-    prepared_sql(
-        "UPDATE tasks SET state = 'dead', last_error = 'lease expired during the last attempt', \
-             errors = errors || jsonb_build_array(jsonb_build_object( \
-                 'attempt', attempts, 'at', now(), 'error', 'lease expired during the last attempt')), \
-             claim_token = NULL, lease_expires_at = NULL, updated_at = now() \
-         WHERE id IN ( \
-             SELECT id FROM tasks \
-             WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
-               AND attempts >= max_attempts \
-             FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, last_error",
-    )
-    .bind::<Text, _>(kind)
-    .load(conn)
-    .await
+    prepared_sql(include_str!("sql/bury_expired.sql"))
+        .bind::<Text, _>(kind)
+        .load(conn)
+        .await
 }
 
 /// Extends a running task's lease to `lease` from now, while the claim is still ours.
@@ -323,28 +271,12 @@ pub(crate) async fn extend_leases(
     // group in different orders deadlock (each a stall until PostgreSQL's deadlock
     // check). The final SELECT reads the rows as they were
     // before this statement, without a lock: a skipped claim that is still held is kept.
-    let rows: Vec<Row> = prepared_sql(
-        "WITH held AS ( \
-             SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)), \
-         free AS ( \
-             SELECT t.id FROM tasks t JOIN held ON t.id = held.id \
-             WHERE t.claim_token = held.token AND t.lease_expires_at > clock_timestamp() \
-             FOR UPDATE OF t SKIP LOCKED), \
-         renewed AS ( \
-             UPDATE tasks AS t SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) \
-             FROM free WHERE t.id = free.id \
-             RETURNING t.id) \
-         SELECT held.id, held.token, renewed.id IS NOT NULL AS renewed \
-         FROM held \
-         JOIN tasks t ON t.id = held.id AND t.claim_token = held.token \
-                     AND t.lease_expires_at > clock_timestamp() \
-         LEFT JOIN renewed ON renewed.id = held.id",
-    )
-    .bind::<Array<Int8>, _>(ids)
-    .bind::<Array<SqlUuid>, _>(tokens)
-    .bind::<Double, _>(lease.as_secs_f64())
-    .load(conn)
-    .await?;
+    let rows: Vec<Row> = prepared_sql(include_str!("sql/extend_leases.sql"))
+        .bind::<Array<Int8>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(tokens)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| LeaseRenewal {
@@ -371,17 +303,11 @@ pub async fn release(
     claims: &[(i64, uuid::Uuid)],
 ) -> diesel::QueryResult<usize> {
     let (ids, tokens): (Vec<i64>, Vec<uuid::Uuid>) = claims.iter().copied().unzip();
-    let released = prepared_sql(
-        "UPDATE tasks AS t SET state = 'waiting', run_at = now(), \
-             attempts = greatest(t.attempts - 1, 0), claim_token = NULL, \
-             lease_expires_at = NULL, updated_at = now() \
-         FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token) \
-         WHERE t.id = held.id AND t.claim_token = held.token AND t.state = 'running'",
-    )
-    .bind::<Array<Int8>, _>(ids)
-    .bind::<Array<SqlUuid>, _>(tokens)
-    .execute(conn)
-    .await?;
+    let released = prepared_sql(include_str!("sql/release.sql"))
+        .bind::<Array<Int8>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(tokens)
+        .execute(conn)
+        .await?;
     if released > 0 {
         prepared_sql("SELECT pg_notify($1, '')")
             .bind::<Text, _>(notify_channel(kind))
