@@ -73,7 +73,7 @@ async fn task_row(conn: &mut AsyncPgConnection, id: i64) -> TaskRow {
 async fn enqueue_one(conn: &mut AsyncPgConnection, config: &KindConfig) -> i64 {
     enqueue(conn, &NewTask::new(config, json!({ "n": 1 })))
         .await
-        .unwrap_or_else(|e| panic!("enqueue: {e}"))
+        .expect("enqueue")
         .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"))
 }
 
@@ -931,7 +931,7 @@ async fn a_long_task_keeps_its_claim_past_its_lease_through_heartbeats() {
     let conn = conn_cell.into_inner();
     let stolen = claim_batch(conn, config.kind, 10, config.lease)
         .await
-        .unwrap_or_else(|e| panic!("claim: {e}"));
+        .expect("claim");
     assert!(stolen.is_empty(), "the heartbeat kept the claim");
     assert!(lease_of(conn, id).await > first_lease);
     handler.open.notify_waiters();
@@ -965,7 +965,7 @@ async fn a_locked_claim_does_not_hold_up_the_renewal_of_the_others() {
     diesel::sql_query("BEGIN")
         .execute(&mut holder)
         .await
-        .unwrap_or_else(|e| panic!("BEGIN: {e}"));
+        .expect("BEGIN");
     diesel::sql_query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
         .bind::<BigInt, _>(locked)
         .execute(&mut holder)
@@ -987,7 +987,7 @@ async fn a_locked_claim_does_not_hold_up_the_renewal_of_the_others() {
     diesel::sql_query("ROLLBACK")
         .execute(&mut holder)
         .await
-        .unwrap_or_else(|e| panic!("ROLLBACK: {e}"));
+        .expect("ROLLBACK");
     handler.open.notify_waiters();
     let row = wait_for_state(conn, other, "completed").await;
     assert_eq!(row.attempts, 1, "the other claim was never lost");
@@ -1022,7 +1022,7 @@ async fn a_saturated_worker_still_rescues_expired_leases_on_its_poll_tick() {
     let orphan = enqueue_one(&mut conn, &config).await;
     let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_millis(200))
         .await
-        .unwrap_or_else(|e| panic!("claim: {e}"));
+        .expect("claim");
     assert_eq!(claimed.len(), 1);
     // Another task takes the worker's only slot and holds it: the worker's claim was full,
     // so it waits for the slot rather than for a wake-up.
@@ -1139,7 +1139,7 @@ async fn at_shutdown_tasks_still_running_after_the_grace_period_are_given_back()
     let running = tokio::spawn(worker.run(shutdown.clone()));
     handler.wait_started(3).await;
     shutdown.cancel();
-    running.await.unwrap_or_else(|e| panic!("worker: {e}"));
+    running.await.expect("worker");
     assert_eq!(count(&handler.dropped), 3, "the attempts were stopped");
     for id in ids {
         let row = task_row(&mut conn, id).await;
@@ -1164,9 +1164,7 @@ async fn the_queue_overview_shows_a_running_task_past_its_lease() {
         .await
         .unwrap_or_default();
     assert_eq!(claimed.len(), 1);
-    let overview = admin::overview(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("overview: {e}"));
+    let overview = admin::overview(&mut conn).await.expect("overview");
     let running = overview
         .iter()
         .find(|row| row.kind == config.kind && row.state == "running")
@@ -1530,7 +1528,7 @@ async fn a_task_that_fails_its_recording_does_not_fail_the_rest_of_its_group() {
     }
     let bad = enqueue(&mut conn, &NewTask::new(&config, json!({ "panic": true })))
         .await
-        .unwrap_or_else(|e| panic!("enqueue: {e}"))
+        .expect("enqueue")
         .unwrap_or_else(|| panic!("a task without a unique key is always enqueued"));
     let handler = Arc::new(GroupProbe::new(ids.len() + 1));
     let worker = start_worker(&db, config, &handler);

@@ -93,8 +93,7 @@ impl AppBuilder {
 }
 
 fn start_app(config: &ApiConfig, pool: orderflow_runtime::db::Pool) -> TestApp {
-    let app = order_api::startup::build(config, pool)
-        .unwrap_or_else(|e| panic!("cannot start the API: {e}"));
+    let app = order_api::startup::build(config, pool).expect("cannot start the API");
     let server = app.server.handle();
     tokio::spawn(app.server);
     TestApp {
@@ -159,7 +158,7 @@ impl TestApp {
             .json(&json!({ "sku": sku, "name": format!("Product {sku}"), "price_cents": price_cents, "stock": stock }))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST /products: {e}"));
+            .expect("POST /products");
         assert_eq!(response.status(), 201, "creating product {sku}");
         let product: Value = response.json().await.expect("a JSON body");
         product["id"].as_str().unwrap_or_default().to_string()
@@ -230,20 +229,14 @@ impl TestApp {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST /orders: {e}"))
+        request.send().await.expect("POST /orders")
     }
 
     /// Places an order that must be accepted; returns its id (and remembers its token).
     pub async fn place_order_id(&self, token: &str, items: &[(&str, i64)]) -> String {
         let response = self.place_order(token, items, None).await;
         assert_eq!(response.status(), 202, "placing an order");
-        let order: Value = response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("order body: {e}"));
+        let order: Value = response.json().await.expect("order body");
         self.remember_token(&order);
         order["id"].as_str().unwrap_or_default().to_string()
     }

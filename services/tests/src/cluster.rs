@@ -68,7 +68,7 @@ impl PgCluster {
     pub async fn create_database(&self, name: &str) {
         let mut conn = AsyncPgConnection::establish(&self.url("postgres"))
             .await
-            .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+            .expect("connect to the test cluster");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
             .execute(&mut conn)
             .await

@@ -13,7 +13,7 @@ pub async fn check(
 ) -> Report {
     orderflow::invariants::check(conn, initial_stock, received)
         .await
-        .unwrap_or_else(|e| panic!("checking the invariants: {e}"))
+        .expect("checking the invariants")
 }
 
 /// What the provider did, against what the database says, from the provider's journal:
@@ -65,7 +65,7 @@ pub async fn check_provider(
         ))
         .load(conn)
         .await
-        .unwrap_or_else(|e| panic!("payments: {e}"));
+        .expect("payments");
     let mut recorded: HashMap<String, (Uuid, String)> = HashMap::new();
     for (order_id, status, amount, charge_id) in stored {
         let Some(charge_id) = charge_id else { continue };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// `target/<profile>/`, where `cargo build --bins` put the service binaries.
 pub fn binary_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
+    let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
     exe.parent()
         .and_then(|deps| deps.parent())
@@ -39,9 +39,8 @@ impl Service {
         env: &[(&str, String)],
         log_dir: &std::path::Path,
     ) -> Self {
-        let log = File::create(log_dir.join(format!("{label}.log")))
-            .unwrap_or_else(|e| panic!("log file: {e}"));
-        let err = log.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        let log = File::create(log_dir.join(format!("{label}.log"))).expect("log file");
+        let err = log.try_clone().expect("log file");
         let mut command = Command::new(binary(name));
         command.env_clear();
         for key in ["PATH", "HOME"] {

@@ -178,7 +178,7 @@ impl Stack {
                 }))
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("create product: {e}"));
+                .expect("create product");
             assert_eq!(response.status(), 201, "create product {n}");
             let product: Value = response.json().await.unwrap_or_default();
             let id = product["id"].as_str().unwrap_or_default().to_string();

@@ -31,7 +31,7 @@ async fn charge_tasks(conn: &mut AsyncPgConnection) -> Vec<StateCount> {
     )
     .load(conn)
     .await
-    .unwrap_or_else(|e| panic!("tasks: {e}"))
+    .expect("tasks")
 }
 
 async fn count_of(conn: &mut AsyncPgConnection, state: &str) -> i64 {
@@ -182,7 +182,7 @@ async fn the_services_ride_out_a_database_crash_without_being_restarted() {
         .json(&order_body("tok_visa", &[(&products[0], 1)]))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("the API must answer: {e}"));
+        .expect("the API must answer");
     let answered_in = started.elapsed();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap_or_default();

@@ -27,7 +27,7 @@ async fn preflight(base: &str, origin: &str) -> reqwest::Response {
         )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("preflight: {e}"))
+        .expect("preflight")
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {

@@ -190,7 +190,7 @@ async fn the_healthcheck_command_passes_only_when_the_api_is_ready() {
                 .env("API_ADDR", addr)
                 .output()
                 .await
-                .unwrap_or_else(|e| panic!("order-api healthcheck: {e}"))
+                .expect("order-api healthcheck")
         }
     };
     let db = TestDb::new().await;

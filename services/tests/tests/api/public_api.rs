@@ -410,7 +410,7 @@ async fn a_stalled_database_ends_requests_with_a_503_and_writes_nothing() {
         .json(&order_body("tok_visa", &[(&mug, 1)]))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("POST /orders did not end: {e}"));
+        .expect("POST /orders did not end");
     assert_eq!(error_code(place).await, (503, "unavailable".to_string()));
     let read = client
         .get(app.url(&format!("/orders/{placed}")))
@@ -551,7 +551,7 @@ async fn next_order_frame(response: &mut reqwest::Response, buffer: &mut String)
             let chunk = response
                 .chunk()
                 .await
-                .unwrap_or_else(|e| panic!("reading the stream: {e}"))
+                .expect("reading the stream")
                 .unwrap_or_else(|| panic!("the stream ended; read so far: {buffer:?}"));
             buffer.push_str(&String::from_utf8_lossy(&chunk));
         }

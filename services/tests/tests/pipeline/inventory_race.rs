@@ -189,11 +189,11 @@ async fn reservation_groups_sharing_products_wait_for_each_other_without_deadloc
             Ok::<_, TaskError>((reserved, second))
         })
         .await
-        .unwrap_or_else(|e| panic!("first group: {e}"));
+        .expect("first group");
     let second_group = second
         .await
         .expect("the second group finishes")
-        .unwrap_or_else(|e| panic!("second group: {e}"));
+        .expect("second group");
 
     assert_eq!(first_group, [Reservation::Reserved, Reservation::Reserved]);
     assert_eq!(
