@@ -22,8 +22,6 @@
 //! per step, long statements in `steps/sql/`); this module keeps the table above, the
 //! writes the steps share, and re-exports the steps' entry points.
 
-use crate::schema::{order_events, orders};
-use crate::status::{CancelReason, EventType, OrderStatus};
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -31,8 +29,10 @@ use orderflow_queue::{enqueue, prepared_sql, NewTask};
 use serde_json::json;
 use uuid::Uuid;
 
-pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
+use crate::schema::{order_events, orders};
+use crate::status::{CancelReason, EventType, OrderStatus};
 
+pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
 pub use crate::steps::cancel::{cancel_by_customer, Cancellation};
 pub use crate::steps::charge::{charge_facts, record_charges, ChargeFacts, ChargeToRecord};
 pub use crate::steps::notify::{

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::prepared_sql;
+use orderflow_queue::{prepared_sql, TaskArgs};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,9 +15,8 @@ use crate::email::CustomerEmail;
 use crate::input::Quantity;
 use crate::schema::orders;
 use crate::status::{EventType, OrderStatus};
-use crate::tasks;
+use crate::steps::charge::ChargeArgs;
 use crate::views::{Customer, Order, OrderEvent, OrderItem};
-use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone)]
 pub struct NewOrderLine {
@@ -121,7 +121,7 @@ async fn insert_order(
     let quantities: Vec<i32> = order.lines.iter().map(|line| line.quantity.get()).collect();
     let order_id = Uuid::now_v7();
     let (key, fingerprint) = order.idempotency.clone().unzip();
-    let first_task = tasks::charge_payment(order_id);
+    let first_task = ChargeArgs { order_id }.to_task();
     let access_token = crate::access::new_access_token();
     let placement: Placement = prepared_sql(PLACE_ORDER)
         .bind::<Array<SqlUuid>, _>(&product_ids)

@@ -2,17 +2,15 @@
 
 use std::time::Duration;
 
-use orderflow_queue::{KindConfig, NewTask, TaskArgs};
+use orderflow_queue::{KindConfig, TaskArgs};
+use serde::Deserialize;
+use uuid::Uuid;
 
 pub use crate::steps::charge::ChargeArgs;
 pub use crate::steps::notify::NotifyArgs;
 pub use crate::steps::refund::RefundArgs;
 pub use crate::steps::reserve::ReserveArgs;
 pub use crate::steps::ship::ShipArgs;
-use serde::Deserialize;
-use uuid::Uuid;
-
-use crate::status::NotificationKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -72,26 +70,6 @@ pub(crate) fn order_task(kind: &'static str, max_attempts: i32, timeout: Duratio
         base_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(60),
     }
-}
-
-pub fn charge_payment(order_id: Uuid) -> NewTask {
-    ChargeArgs { order_id }.to_task()
-}
-
-pub fn refund_payment(order_id: Uuid) -> NewTask {
-    RefundArgs { order_id }.to_task()
-}
-
-pub fn reserve_inventory(order_id: Uuid) -> NewTask {
-    ReserveArgs { order_id }.to_task()
-}
-
-pub fn send_notification(order_id: Uuid, notification: NotificationKind) -> NewTask {
-    NotifyArgs {
-        order_id,
-        notification,
-    }
-    .to_task()
 }
 
 /// The part every order task's payload has: used to put a dead task on its order's timeline.

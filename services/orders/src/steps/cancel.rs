@@ -1,14 +1,16 @@
 //! A customer's cancellation, the one step a person takes rather than a worker.
 
-use crate::schema::orders;
-use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus};
-use crate::tasks;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orderflow_queue::TaskArgs;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::lifecycle::{append_event, follow_up, transition};
+use crate::schema::orders;
+use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus};
+use crate::steps::notify::NotifyArgs;
+use crate::steps::refund::RefundArgs;
 
 /// Locks the order's row, so that the steps of one order run one after the other, and
 /// returns its status (`None`: no such order). `FOR NO KEY UPDATE`, like a plain `UPDATE`
@@ -70,9 +72,13 @@ pub async fn cancel_by_customer(
     let refunding = from == OrderStatus::Paid;
     let next = if refunding {
         // The refund sends the cancellation e-mail once the money is back.
-        tasks::refund_payment(order_id)
+        RefundArgs { order_id }.to_task()
     } else {
-        tasks::send_notification(order_id, NotificationKind::OrderCancelled)
+        NotifyArgs {
+            order_id,
+            notification: NotificationKind::OrderCancelled,
+        }
+        .to_task()
     };
     follow_up(conn, next).await?;
     Ok(Cancellation::Cancelled { refunding })

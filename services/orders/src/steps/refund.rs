@@ -20,6 +20,7 @@ use crate::payment::{self, PaymentGateway, RefundRequest};
 use crate::schema::payments;
 use crate::status::{EventType, NotificationKind, PaymentStatus};
 use crate::steps::charge::gateway_error;
+use crate::steps::notify::NotifyArgs;
 use crate::tasks::{self, order_task};
 
 /// `payment.refund`: give back an order's captured payment.
@@ -63,7 +64,11 @@ pub async fn record_refund(
     .await?;
     follow_up(
         conn,
-        tasks::send_notification(order_id, NotificationKind::OrderCancelled),
+        NotifyArgs {
+            order_id,
+            notification: NotificationKind::OrderCancelled,
+        }
+        .to_task(),
     )
     .await?;
     Ok(Recorded::Applied)

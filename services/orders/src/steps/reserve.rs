@@ -1,6 +1,9 @@
 //! The reservation step (`inventory.reserve`): its arguments, its handler, and the
 //! all-or-nothing reservation of a group of paid orders' stock.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
@@ -12,13 +15,12 @@ use orderflow_queue::{
 use orderflow_queue::{KindConfig, TaskArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
-use std::time::Duration;
 use uuid::Uuid;
 
 use crate::lifecycle::column;
 use crate::schema::{order_items, orders, products};
 use crate::status::{CancelReason, EventType, OrderStatus};
+use crate::steps::refund::RefundArgs;
 use crate::steps::ship::ShipArgs;
 use crate::tasks;
 use crate::tasks::order_task;
@@ -169,9 +171,13 @@ pub async fn reserve_orders(
                     "started_at": order.started_at,
                 }),
             ));
-            writes
-                .follow_ups
-                .push(tasks::refund_payment(order.order_id).caused_by(correlation));
+            writes.follow_ups.push(
+                RefundArgs {
+                    order_id: order.order_id,
+                }
+                .to_task()
+                .caused_by(correlation),
+            );
             reservations.push(Reservation::OutOfStock { short_product_ids });
         }
     }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::lifecycle::{column, Recorded};
 use crate::status::{EventType, NotificationKind};
+use crate::steps::notify::NotifyArgs;
 use crate::tasks::{self, order_task};
 
 /// `shipping.book`: book a parcel for a reserved order.
@@ -181,8 +182,12 @@ pub async fn record_shipments(
         .iter()
         .filter(|shipment| shipped.contains(&shipment.order_id))
         .map(|shipment| {
-            tasks::send_notification(shipment.order_id, NotificationKind::OrderConfirmed)
-                .caused_by(shipment.correlation_id.map(str::to_string))
+            NotifyArgs {
+                order_id: shipment.order_id,
+                notification: NotificationKind::OrderConfirmed,
+            }
+            .to_task()
+            .caused_by(shipment.correlation_id.map(str::to_string))
         })
         .collect();
     orderflow_queue::enqueue_all(conn, &confirmations).await?;

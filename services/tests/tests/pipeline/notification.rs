@@ -8,8 +8,8 @@ use diesel_async::RunQueryDsl;
 use notification_worker::SendNotification;
 use orderflow::schema::{orders, sent_emails};
 use orderflow::status::NotificationKind;
-use orderflow::tasks::{self, TaskKind};
-use orderflow_queue::{claim_batch, enqueue, rescue_expired, run_once, TaskError};
+use orderflow::tasks::{NotifyArgs, TaskKind};
+use orderflow_queue::{claim_batch, enqueue, rescue_expired, run_once, TaskArgs, TaskError};
 use orderflow_runtime::config::{MailConfig, Secret};
 use orderflow_runtime::mailer::Mailer;
 use orderflow_tests::smtp::header;
@@ -34,7 +34,11 @@ async fn a_resend_after_a_lost_completion_carries_the_same_message_id_and_is_rec
         .expect("the statement runs");
     enqueue(
         &mut conn,
-        &tasks::send_notification(order_id, NotificationKind::OrderConfirmed),
+        &NotifyArgs {
+            order_id,
+            notification: NotificationKind::OrderConfirmed,
+        }
+        .to_task(),
     )
     .await
     .expect("send notification");

@@ -1,11 +1,11 @@
 //! The operator commands of `order-api`, run as the real binary against a database after
 //! a real run: readable tables of the queue, dead tasks, a retry, an order's timeline.
 
+use orderflow::tasks::RefundArgs;
 use std::process::Output;
 use std::time::Duration;
 
-use orderflow::tasks;
-use orderflow_queue::{claim_batch, enqueue, fail, TaskError};
+use orderflow_queue::{claim_batch, enqueue, fail, TaskArgs, TaskError};
 use orderflow_tests::processes::binary;
 use orderflow_tests::{SmtpServer, TestApp, TestDb, Workers};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ async fn operators_see_the_queue_dead_tasks_and_a_timeline_and_can_retry() {
     // A refund task for an order that does not exist, failed permanently: dead.
     let mut conn = db.connect().await;
     let ghost = Uuid::now_v7();
-    enqueue(&mut conn, &tasks::refund_payment(ghost))
+    enqueue(&mut conn, &RefundArgs { order_id: ghost }.to_task())
         .await
         .expect("refund payment");
     let claimed = claim_batch(&mut conn, "payment.refund", 1, Duration::from_secs(30))

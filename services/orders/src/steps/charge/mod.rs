@@ -4,8 +4,6 @@
 
 mod record;
 
-pub use record::{charge_facts, record_charges, ChargeFacts, ChargeToRecord};
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +15,13 @@ use orderflow_queue::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::lifecycle::{self};
+use crate::lifecycle;
 use crate::lookup::{BatchedLookup, LookupMany};
 use crate::payment::{self, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway};
 use crate::status::{CancelReason, OrderStatus};
 use crate::tasks::{self, order_task};
+
+pub use record::{charge_facts, record_charges, ChargeFacts, ChargeToRecord};
 
 /// `payment.charge`: charge a pending order's card.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

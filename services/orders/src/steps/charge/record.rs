@@ -1,18 +1,22 @@
 //! How the provider's answers to a group of charges are written, and what the charge
 //! step reads about its orders.
 
-use crate::lifecycle::{column, Recorded};
-use crate::payment::ChargeOutcome;
-use crate::schema::orders;
-use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
-use crate::tasks;
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orderflow_queue::prepared_sql;
-use std::collections::{HashMap, HashSet};
+use orderflow_queue::{prepared_sql, TaskArgs};
 use uuid::Uuid;
+
+use crate::lifecycle::{column, Recorded};
+use crate::payment::ChargeOutcome;
+use crate::schema::orders;
+use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
+use crate::steps::notify::NotifyArgs;
+use crate::steps::refund::RefundArgs;
+use crate::steps::reserve::ReserveArgs;
 
 /// A gateway's answer to the charge of a pending order, to record ([`record_charges`]).
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +71,24 @@ pub async fn record_charges(
         let cause = charge.correlation_id.map(str::to_string);
         match outcomes.get(&charge.order_id) {
             Some(ChargeWritten::Paid) => {
-                follow_ups.push(tasks::reserve_inventory(charge.order_id).caused_by(cause));
+                follow_ups.push(
+                    ReserveArgs {
+                        order_id: charge.order_id,
+                    }
+                    .to_task()
+                    .caused_by(cause),
+                );
             }
             // Captured, but the order had left `pending` (its customer cancelled while
             // the card was charged): the money goes back.
             Some(ChargeWritten::CapturedTooLate) => {
-                follow_ups.push(tasks::refund_payment(charge.order_id).caused_by(cause));
+                follow_ups.push(
+                    RefundArgs {
+                        order_id: charge.order_id,
+                    }
+                    .to_task()
+                    .caused_by(cause),
+                );
             }
             _ => {}
         }
@@ -80,8 +96,11 @@ pub async fn record_charges(
     for (charge, _) in &declined {
         if outcomes.get(&charge.order_id) == Some(&ChargeWritten::Declined) {
             let cause = charge.correlation_id.map(str::to_string);
-            let e_mail =
-                tasks::send_notification(charge.order_id, NotificationKind::OrderCancelled);
+            let e_mail = NotifyArgs {
+                order_id: charge.order_id,
+                notification: NotificationKind::OrderCancelled,
+            }
+            .to_task();
             follow_ups.push(e_mail.caused_by(cause));
         }
     }

@@ -7,10 +7,7 @@
 
 mod record;
 
-pub use record::{
-    notification_facts, record_emails_sent, record_emails_undeliverable, SentEmail,
-    UndeliverableEmail,
-};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -19,7 +16,6 @@ use orderflow_queue::{
     TaskHandler,
 };
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use uuid::Uuid;
 
 use crate::email::{self, Letterhead, MailError, OrderMail, SendMail};
@@ -27,6 +23,11 @@ use crate::lifecycle::{self, Recorded};
 use crate::lookup::{BatchedLookup, LookupMany};
 use crate::status::NotificationKind;
 use crate::tasks::{self, order_task};
+
+pub use record::{
+    notification_facts, record_emails_sent, record_emails_undeliverable, SentEmail,
+    UndeliverableEmail,
+};
 
 /// `notification.send`: the order's confirmation or cancellation e-mail.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

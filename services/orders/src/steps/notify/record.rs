@@ -1,18 +1,20 @@
 //! How sent and undeliverable e-mails are written, set-wise for a group, and what an
 //! e-mail says about its order.
 
-use crate::email::OrderMail;
-use crate::lifecycle::{column, Recorded};
-use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
-use crate::steps::ship::Parcel;
-use crate::views::Customer;
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orderflow_queue::prepared_sql;
-use std::collections::HashSet;
 use uuid::Uuid;
+
+use crate::email::OrderMail;
+use crate::lifecycle::{column, Recorded};
+use crate::status::{CancelReason, EventType, NotificationKind, OrderStatus, PaymentStatus};
+use crate::steps::ship::Parcel;
+use crate::views::Customer;
 
 /// A sent e-mail to record ([`record_emails_sent`]).
 #[derive(Debug, Clone, Copy)]
