@@ -535,6 +535,79 @@ async fn a_pipeline_that_falls_behind_sheds_new_orders_early_and_keeps_answering
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_over_the_in_flight_cap_are_shed_at_once_and_the_ones_inside_it_finish() {
+    let db = TestDb::new().await;
+    let app = TestApp::builder()
+        .database(&db)
+        .config(orderflow_runtime::config::ApiConfig {
+            max_orders_in_flight: 2,
+            // The two placements wait on a lock held below, not on a timeout.
+            lock_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            ..test_api_config()
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("MUG", 1000, 100).await;
+
+    // A session holding `orders` so that no order can be inserted: placements stall.
+    let mut holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE orders IN SHARE MODE")
+        .await
+        .expect("the lock is taken");
+    let one_mug = [(mug.as_str(), 1)];
+    let (first, second, over) = tokio::join!(
+        app.place_order("tok_visa", &one_mug, None),
+        app.place_order("tok_visa", &one_mug, None),
+        async {
+            wait_until(
+                "two placements waiting on the lock",
+                Duration::from_secs(20),
+                || async {
+                    let waiting = diesel::sql_query(
+                        "SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE datname = $1 AND wait_event_type = 'Lock'",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(&db.name)
+                    .get_result::<Counted>(&mut db.connect().await)
+                    .await
+                    .expect("pg_stat_activity reads")
+                    .n;
+                    (waiting == 2).then_some(())
+                },
+            )
+            .await;
+            // Both slots are taken: the next order is turned away, nothing queued.
+            let over = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+            let retry_after = over
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let answer = error_code(over).await;
+            assert_eq!(get_with(&app, "/products", None).await.status(), 200);
+            holder
+                .batch_execute("COMMIT")
+                .await
+                .expect("the lock is released");
+            (answer, retry_after)
+        }
+    );
+    assert_eq!(over.0, (503, "overloaded".to_string()));
+    assert_eq!(over.1.as_deref(), Some("1"));
+    assert_eq!(first.status(), 202, "the orders inside the cap finish");
+    assert_eq!(second.status(), 202);
+    assert_eq!(order_count(&db).await, 2, "the shed order wrote nothing");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// Reads the stream until the next `event: order` frame and returns its order.
 async fn next_order_frame(response: &mut reqwest::Response, buffer: &mut String) -> Value {
     let read = async {
