@@ -6,7 +6,7 @@
 //! - While tasks are waiting (claims come back full) and attempts take no longer than
 //!   they usually do, the limit grows: a slow outside call (a payment provider answering in
 //!   half a second) needs hundreds in flight, and more of them cost it nothing.
-//!   Until the first sign of saturation since the kind was last idle, it doubles (a slow
+//!   Until the first sign of saturation since the kind was last idle, it quadruples (a slow
 //!   start, as TCP's): a burst meets a limit that reaches the hundreds within a second.
 //! - When attempts start taking clearly longer than they do unloaded (the lowest recent
 //!   mean of the last 10 to 20 seconds), the limit shrinks: the step's own resource
@@ -24,6 +24,11 @@ pub(crate) const ADJUST_EVERY: Duration = Duration::from_millis(100);
 const SATURATED: f64 = 1.5;
 /// Recent attempts take at most this much longer than unloaded: room to grow.
 const UNLOADED: f64 = 1.2;
+/// How much the limit grows per adjustment until the first sign of saturation. Four times:
+/// a burst at a provider taking 500 ms then meets 8, 32, 128, 512 in three steps, where
+/// doubling took five and the first second's charges waited up to 300 ms meanwhile, long
+/// enough to read as a backlog to the API's admission control.
+const SLOW_START_GROWTH: f64 = 4.0;
 /// How long a lowest recent mean counts as the unloaded time: it is the lowest of this
 /// window and the one before, so that a lucky moment long ago does not make every later
 /// one look saturated.
@@ -131,7 +136,7 @@ impl ConcurrencyLimit {
             self.saturated_once = true;
             self.limit * 0.9
         } else if backlog && slower <= UNLOADED && !self.saturated_once {
-            self.limit * 2.0
+            self.limit * SLOW_START_GROWTH
         } else if backlog && slower <= UNLOADED {
             self.limit * 1.25 + 1.0
         } else if !backlog {
@@ -201,18 +206,18 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_doubles_the_limit_until_the_first_saturation_then_grows_gently() {
+    fn a_burst_quadruples_the_limit_until_the_first_saturation_then_grows_gently() {
         let mut limit = ConcurrencyLimit::new(8, 512);
-        // Six adjustments, 0.6 s: 8 doubled six times.
-        run(&mut limit, 6, Duration::from_millis(500), true, 8);
+        // Three adjustments, 0.3 s: 8 quadrupled three times.
+        run(&mut limit, 3, Duration::from_millis(500), true, 8);
         assert_eq!(limit.current(), 512);
 
         let mut limit = ConcurrencyLimit::new(8, 512);
-        run(&mut limit, 3, Duration::from_millis(2), true, 8);
-        assert_eq!(limit.current(), 64);
-        run(&mut limit, 1, Duration::from_millis(40), true, 64);
+        run(&mut limit, 2, Duration::from_millis(2), true, 8);
+        assert_eq!(limit.current(), 128);
+        run(&mut limit, 1, Duration::from_millis(40), true, 128);
         let after_saturation = limit.current();
-        assert!(after_saturation < 64, "{after_saturation}");
+        assert!(after_saturation < 128, "{after_saturation}");
         // Unloaded again, with a backlog: +25 % (and one) a step, no longer doubling.
         let mut gentle = ConcurrencyLimit::new(8, 512);
         gentle.limit = 40.0;
