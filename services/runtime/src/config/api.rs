@@ -31,7 +31,7 @@ pub struct ApiConfig {
     pub workers: usize,
     /// The queue gauges of `/metrics` are read from the database at most this often.
     pub queue_gauges_every: Duration,
-    /// `ADMISSION_MAX_QUEUE_WAIT_MS` (500; `0` turns it off): new orders are turned away
+    /// `ADMISSION_MAX_QUEUE_WAIT_MS` (1,000; `0` turns it off): new orders are turned away
     /// (503 `overloaded`) while the oldest due task of any stage has waited longer.
     pub admission_max_queue_wait: Option<Duration>,
     /// `API_MAX_ORDERS_IN_FLIGHT` (64): orders being placed at once in this process, at most;
@@ -57,7 +57,7 @@ impl Default for ApiConfig {
             lock_timeout: Duration::from_secs(1),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             queue_gauges_every: Duration::from_secs(1),
-            admission_max_queue_wait: Some(Duration::from_millis(500)),
+            admission_max_queue_wait: Some(Duration::from_secs(1)),
             max_orders_in_flight: 64,
             admission_every: Duration::from_millis(200),
         }
@@ -113,7 +113,7 @@ impl ApiConfig {
             }
             Ok(Duration::from_millis(ms))
         };
-        let max_queue_wait_ms = var("ADMISSION_MAX_QUEUE_WAIT_MS", 500u64)?;
+        let max_queue_wait_ms = var("ADMISSION_MAX_QUEUE_WAIT_MS", 1_000u64)?;
         if max_queue_wait_ms > 600_000 {
             return Err(invalid(
                 "ADMISSION_MAX_QUEUE_WAIT_MS",
