@@ -69,6 +69,11 @@ psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREAT
 "$bin/order-api" seed >/dev/null
 psql "$DATABASE_URL" -qtAc "SELECT json_object_agg(id, stock) FROM products" >"$out/initial-stock.json"
 
+# Whatever the build (or anything before the run) left in the page cache is written out
+# now, not during the run: its writeback competes with PostgreSQL's WAL flushes, and the
+# first run after a release build saw commits stall long enough to shed orders at 400/s.
+sync
+
 # The machine's ceiling, measured now on the same server: single-row INSERT transactions.
 ceiling_tps=null
 ceiling_seconds="${CEILING_SECONDS:-10}"
