@@ -296,10 +296,10 @@ db = load("database.json") or {}
 invariants = load("invariants.json") or {}
 ceiling_tps = None if ceiling == "null" else float(ceiling)
 pickup = None if pickup == "null" else json.loads(pickup)
-def worker_samples():
-    # The workers' Prometheus samples as (name, labels, value), or None without metrics.
+def prometheus_samples(file):
+    # A scrape's Prometheus samples as (name, labels, value), or None without the file.
     try:
-        with open(os.path.join(out, "worker-metrics.txt")) as f:
+        with open(os.path.join(out, file)) as f:
             lines = f.read().splitlines()
     except OSError:
         return None
@@ -312,26 +312,19 @@ def worker_samples():
         label = {k: v.strip('"') for k, v in (pair.split("=", 1) for pair in labels.split(","))}
         samples.append((name, label, float(value)))
     return samples
-samples = worker_samples()
+samples = prometheus_samples("worker-metrics.txt")
 def api_place_order_ms():
     # POST /orders as the API timed it: mean, and p50/p99 interpolated in its histogram.
-    try:
-        with open(os.path.join(out, "api-metrics.txt")) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
     name = "orderflow_http_request_duration_seconds"
     buckets, total, count = [], None, None
-    for line in lines:
-        if not line.startswith(name) or 'route="/orders"' not in line or 'method="POST"' not in line:
+    for sample, label, value in prometheus_samples("api-metrics.txt") or []:
+        if label.get("route") != "/orders" or label.get("method") != "POST":
             continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith(name + "_bucket"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), value))
-        elif line.startswith(name + "_sum"):
+        if sample == name + "_bucket":
+            buckets.append((float("inf") if label["le"] == "+Inf" else float(label["le"]), value))
+        elif sample == name + "_sum":
             total = value
-        elif line.startswith(name + "_count"):
+        elif sample == name + "_count":
             count = value
     if not count:
         return None

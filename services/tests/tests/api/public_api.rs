@@ -580,7 +580,7 @@ async fn orders_over_the_in_flight_cap_are_shed_at_once_and_the_ones_inside_it_f
             )
             .await;
             // Both slots are taken: the next order is turned away, nothing queued.
-            let over = app.place_order("tok_visa", &[(&mug, 1)], None).await;
+            let over = app.place_order("tok_visa", &one_mug, None).await;
             let retry_after = over
                 .headers()
                 .get("retry-after")
