@@ -277,6 +277,28 @@ SELECT json_build_object(
       'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM fulfilled_at - created_at) * 1000) FILTER (WHERE fulfilled_at IS NOT NULL)))
 FROM o" >"$out/database.json"
 
+# Where a fulfilled order's time went, step by step, from its timeline: each event a worker
+# wrote carries its task's claim time (started_at), so a step waited from the event
+# before it until its claim, and ran from its claim until its own event (the start of the
+# transaction that recorded it; that transaction's commit counts in the next step's wait).
+psql "$DATABASE_URL" -qtAc "
+WITH e AS (
+  SELECT type, id, at, (details->>'started_at')::timestamptz AS started_at,
+         lag(at) OVER (PARTITION BY order_id ORDER BY id) AS previous_at
+  FROM order_events
+  WHERE order_id IN (SELECT id FROM orders WHERE status = 'fulfilled')),
+steps AS (
+  SELECT type, min(id) AS first_id,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - previous_at) * 1000) AS waited_p50,
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - previous_at) * 1000) AS waited_p99,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM at - started_at) * 1000) AS ran_p50,
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM at - started_at) * 1000) AS ran_p99
+  FROM e WHERE started_at IS NOT NULL GROUP BY type)
+SELECT coalesce(json_agg(json_build_object('step', type,
+    'waited_p50', round(waited_p50::numeric, 2), 'waited_p99', round(waited_p99::numeric, 2),
+    'ran_p50', round(ran_p50::numeric, 2), 'ran_p99', round(ran_p99::numeric, 2)) ORDER BY first_id), '[]')
+FROM steps" >"$out/steps.json"
+
 "$python" - "$out" "$profile" "$ceiling_tps" "$drain_seconds" "$drained" "$k6_status" "$invariants_status" "$pickup" "$vacuum_stand_in" <<'PY'
 import json, os, sys
 out, profile, ceiling, drain, drained, k6_status, inv_status, pickup, vacuum = sys.argv[1:10]
@@ -293,6 +315,7 @@ poll = metrics.get("http_req_duration{name:get_order}", {})
 if not poll.get("max"):
     poll = {}  # exported (a threshold names it) but without samples: no order was polled
 db = load("database.json") or {}
+steps = load("steps.json")
 invariants = load("invariants.json") or {}
 ceiling_tps = None if ceiling == "null" else float(ceiling)
 pickup = None if pickup == "null" else json.loads(pickup)
@@ -421,6 +444,7 @@ report = {
     "orders_stuck_in_k6": metrics.get("orders_stuck", {}).get("count", 0),
     "idle_pickup_ms": (pickup or {}).get("result", {}).get("pickup_ms"),
     "task_phase_mean_ms": phases,
+    "fulfilled_order_steps_ms": steps,
     "claims": batches,
     "cpu_ms_per_order": cpu_ms_per_order(db.get("orders")),
     "resident_memory_mb": resident_memory(),
@@ -473,6 +497,9 @@ rows.append(("statements per order (pg_stat_statements)",
 order = ("waiting", "performing", "gathering", "recording")
 for kind, means in (phases or {}).items():
     rows.append((f"{kind} mean ms: " + " / ".join(order), " / ".join(fmt(means.get(p), 2) for p in order)))
+for step in steps or []:
+    rows.append((f"step {step['step']} (fulfilled orders) ms: waited p50 / p99, ran p50 / p99",
+                 f"{fmt(step['waited_p50'], 2)} / {fmt(step['waited_p99'], 2)}, {fmt(step['ran_p50'], 2)} / {fmt(step['ran_p99'], 2)}"))
 for kind, batch in (batches or {}).items():
     rows.append((f"{kind} claims / tasks per claim", f"{batch['claims']:,} / {batch['tasks_per_claim']:.1f}"))
 width = max(len(r[0]) for r in rows)
