@@ -328,7 +328,11 @@ def prometheus_samples(file):
         return None
     samples = []
     for line in lines:
-        if line.startswith("#") or "{" not in line:
+        if line.startswith("#") or not line.strip():
+            continue
+        if "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples.append((name, {}, float(value)))
             continue
         name, rest = line.split("{", 1)
         labels, value = rest.rsplit("} ", 1)
@@ -365,6 +369,13 @@ def api_place_order_ms():
     return {"mean": round(total / count * 1000, 2), "p50": round(quantile(0.5), 2),
             "p99": round(quantile(0.99), 2), "count": int(count)}
 api_place = api_place_order_ms()
+def orders_per_placement():
+    # Orders per placement transaction (the API places orders arriving together in one).
+    totals = {name: value for name, label, value in prometheus_samples("api-metrics.txt") or []
+              if name in ("orderflow_placement_orders_total", "orderflow_placement_transactions_total")}
+    transactions = totals.get("orderflow_placement_transactions_total")
+    return round(totals.get("orderflow_placement_orders_total", 0) / transactions, 2) if transactions else None
+per_placement = orders_per_placement()
 def phase_means():
     # Mean ms per kind and phase, from the workers' orderflow_queue_attempt_phase_seconds.
     sums = {}
@@ -437,6 +448,7 @@ report = {
     "orders_shed": int(metrics.get("orders_shed", {}).get("count", 0)),
     "place_order_ms": {k: place.get(k) for k in ("med", "p(95)", "p(99)", "max")},
     "place_order_ms_in_api": api_place,
+    "orders_per_placement_transaction": per_placement,
     "get_order_ms": {k: poll.get(k) for k in ("med", "p(95)", "p(99)", "max")} if poll else None,
     "http_requests": metrics.get("http_reqs", {}).get("count"),
     "http_error_rate": metrics.get("http_req_failed", {}).get("value"),
@@ -472,6 +484,7 @@ rows = [
     ("POST /orders p50 / p95 / p99 ms", " / ".join(fmt(place.get(k), 2) for k in ("med", "p(95)", "p(99)"))),
     ("POST /orders in the API (its histogram) mean / p50 / p99 ms",
      " / ".join(fmt((api_place or {}).get(k), 2) for k in ("mean", "p50", "p99"))),
+    ("orders per placement transaction", fmt(per_placement, 2)),
     ("GET /orders/{id} p50 / p95 / p99 ms", " / ".join(fmt(poll.get(k), 2) for k in ("med", "p(95)", "p(99)")) if poll else "- (no order polled: POLL=0)"),
     ("acceptance -> fulfilment p50 / p99 ms", f"{fmt(a2f.get('p50'))} / {fmt(a2f.get('p99'))}"),
     ("acceptance -> terminal p50 / p99 ms", f"{fmt(a2t.get('p50'))} / {fmt(a2t.get('p99'))}"),

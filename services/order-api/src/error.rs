@@ -53,7 +53,7 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{code:?}: {message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -106,7 +106,7 @@ impl ApiError {
         Self::new(ErrorCode::Internal, "internal error")
     }
 
-    fn unavailable(error: impl std::fmt::Display) -> Self {
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
         tracing::warn!(%error, "database unavailable");
         Self::new(
             ErrorCode::Unavailable,

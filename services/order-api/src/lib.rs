@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod operator;
 mod ops_stats;
 mod order_feed;
+mod placements;
 mod rate_limit;
 mod request_context;
 mod routes;

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::schema::{order_events, orders};
 use crate::status::{CancelReason, EventType, OrderStatus};
 
-pub use crate::place::{place_order, NewOrder, NewOrderLine, PlaceError, Placed};
+pub use crate::place::{place_order, place_orders, NewOrder, NewOrderLine, PlaceError, Placed};
 pub use crate::steps::cancel::{cancel_by_customer, Cancellation};
 pub use crate::steps::charge::{charge_facts, record_charges, ChargeFacts, ChargeToRecord};
 pub use crate::steps::notify::{

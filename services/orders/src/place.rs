@@ -34,6 +34,10 @@ pub struct NewOrder {
     pub lines: Vec<NewOrderLine>,
     /// `Idempotency-Key` and a fingerprint of the request it came with.
     pub idempotency: Option<(String, String)>,
+    /// The correlation id (the placing request's id) that its first task carries, so that
+    /// the order's work can be followed across services; `None`, the current one
+    /// ([`orderflow_queue::with_correlation_id`]). Orders placed together each keep theirs.
+    pub correlation_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,10 @@ pub enum PlaceError {
     MixedCurrencies,
     #[error("the idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    /// Placed with others, it was not reached before the group's time was up (the
+    /// database answering slowly); nothing was written for it.
+    #[error("the database was too slow to place the order in time")]
+    OutOfTime,
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -113,6 +121,74 @@ pub async fn place_order(
         .await
 }
 
+/// Places several orders in one transaction: one durable commit (and one wake-up of the
+/// payment worker) for all of them, each order by its own statement ([`PLACE_ORDER`]).
+/// Each order gets its own result, in order: one turned down (an unknown product, mixed
+/// currencies, a reused idempotency key) wrote nothing and leaves the others be. If the
+/// database refuses one of them (a constraint it breaks), the transaction is rolled back
+/// and each order is placed again in a transaction of its own, so that it fails alone.
+/// Any other database error (a timeout, a lost connection) is the group's: returned alone,
+/// nothing written. Once the group has taken `budget`, the orders not yet placed are left
+/// out ([`PlaceError::OutOfTime`]), so that a slow database cannot hold the group's requests
+/// for a statement timeout each.
+pub async fn place_orders(
+    conn: &mut AsyncPgConnection,
+    orders: &[&NewOrder],
+    budget: std::time::Duration,
+) -> Result<Vec<Result<Placed, PlaceError>>, diesel::result::Error> {
+    match place_together(conn, orders, budget).await {
+        Err(error) if orders.len() > 1 && refused_for_one_order(&error) => {
+            tracing::warn!(%error, orders = orders.len(), "placing orders together failed; placing each alone");
+            let mut placed = Vec::with_capacity(orders.len());
+            for order in orders {
+                placed.push(place_order(conn, order).await);
+            }
+            Ok(placed)
+        }
+        placed => placed,
+    }
+}
+
+async fn place_together(
+    conn: &mut AsyncPgConnection,
+    orders: &[&NewOrder],
+    budget: std::time::Duration,
+) -> Result<Vec<Result<Placed, PlaceError>>, diesel::result::Error> {
+    let started = std::time::Instant::now();
+    conn.transaction(async |conn| {
+        let mut placed = Vec::with_capacity(orders.len());
+        for order in orders {
+            if started.elapsed() >= budget {
+                placed.push(Err(PlaceError::OutOfTime));
+                continue;
+            }
+            match insert_order(conn, order).await {
+                Err(PlaceError::Database(error)) => return Err(error),
+                outcome => placed.push(outcome),
+            }
+        }
+        Ok(placed)
+    })
+    .await
+}
+
+/// Whether the database refused a statement for what one order holds (a constraint it
+/// breaks), rather than for its own state (a timeout, a lost connection), which placing
+/// each order again would only meet once per order.
+fn refused_for_one_order(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    matches!(
+        error,
+        Error::DatabaseError(
+            Kind::UniqueViolation
+                | Kind::ForeignKeyViolation
+                | Kind::CheckViolation
+                | Kind::NotNullViolation,
+            _
+        )
+    )
+}
+
 async fn insert_order(
     conn: &mut AsyncPgConnection,
     order: &NewOrder,
@@ -121,7 +197,9 @@ async fn insert_order(
     let quantities: Vec<i32> = order.lines.iter().map(|line| line.quantity.get()).collect();
     let order_id = Uuid::now_v7();
     let (key, fingerprint) = order.idempotency.clone().unzip();
-    let first_task = ChargeArgs { order_id }.to_task();
+    let first_task = ChargeArgs { order_id }
+        .to_task()
+        .caused_by(order.correlation_id.clone());
     let access_token = crate::access::new_access_token();
     let placement: Placement = prepared_sql(PLACE_ORDER)
         .bind::<Array<SqlUuid>, _>(&product_ids)

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `orderflow_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `orderflow_http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `orderflow_placement_transactions_total`, `orderflow_placement_orders_total` | counter | |
 //! | `orderflow_queue_tasks_claimed_total` (also `_completed`, `_retried`, `_dead`) | counter | `kind` |
 //! | `orderflow_queue_task_duration_seconds` | histogram | `kind`, `outcome` |
 //! | `orderflow_queue_attempt_phase_seconds` | histogram | `kind`, `phase` (waiting, performing, gathering, recording) |

@@ -3,7 +3,7 @@ use diesel_async::AsyncConnection;
 use orderflow::email::CustomerEmail;
 use orderflow::input::Quantity;
 use orderflow::lifecycle::{
-    cancel_by_customer, place_order, Cancellation, NewOrder, NewOrderLine, PlaceError, Placed,
+    cancel_by_customer, Cancellation, NewOrder, NewOrderLine, PlaceError, Placed,
 };
 use orderflow::payment;
 use orderflow::views;
@@ -16,6 +16,7 @@ use validator::Validate;
 use crate::error::{ApiError, ErrorCode};
 #[allow(unused_imports)]
 use crate::openapi::ErrorResponse;
+use crate::placements::Placements;
 use crate::routes::parse_id;
 use crate::state::AppState;
 use crate::state::OrderCredentials;
@@ -145,6 +146,8 @@ impl PlaceOrderRequest {
             payment_token: self.payment.token,
             lines,
             idempotency,
+            // The request's id: the order may be placed by a task other than this request's.
+            correlation_id: orderflow_queue::current_correlation_id(),
         })
     }
 }
@@ -182,6 +185,7 @@ impl From<PlaceError> for ApiError {
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request body",
             ),
+            PlaceError::OutOfTime => ApiError::unavailable("a placement group ran out of time"),
             PlaceError::Database(error) => error.into(),
         }
     }
@@ -212,8 +216,7 @@ pub async fn create_order(
     admit_client(&req, &state)?;
     let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
     let _placing = state.admission.admit().map_err(shed)?;
-    let mut conn = state.pool.get().await?;
-    let placed = place_order(&mut conn, &order).await?;
+    let placed = Placements::on_this_thread(&state.pool).place(order).await?;
     let order_id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let mut response = HttpResponse::Accepted();
@@ -225,6 +228,7 @@ pub async fn create_order(
         }
         Placed::Replayed { access_token, .. } => {
             response.insert_header(("Idempotent-Replayed", "true"));
+            let mut conn = state.pool.get().await?;
             let order = views::load_order(&mut conn, order_id)
                 .await?
                 .ok_or_else(|| {

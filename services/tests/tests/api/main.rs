@@ -10,4 +10,5 @@ mod lookup;
 mod observability;
 mod openapi;
 mod orders_api;
+mod placement_groups;
 mod public_api;
