@@ -2,14 +2,14 @@
 //! placed): one transaction for the group, an answer per order, and an order that fails
 //! fails alone.
 
+use std::time::Duration;
+
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use orderflow::email::CustomerEmail;
 use orderflow::input::Quantity;
 use orderflow::lifecycle::{place_orders, NewOrder, NewOrderLine, PlaceError, Placed};
 use orderflow_tests::{TestApp, TestDb};
-use std::time::Duration;
-
 use uuid::Uuid;
 
 /// Far more than a group needs: these tests are not about its time running out.
@@ -30,6 +30,15 @@ fn new_order(product_id: Uuid, name: &str, idempotency: Option<(&str, &str)>) ->
             .map(|(key, fingerprint)| (key.to_string(), fingerprint.to_string())),
         correlation_id: Some(format!("request-{name}")),
     }
+}
+
+/// Places `orders` as one group, as the API does.
+async fn place(
+    conn: &mut AsyncPgConnection,
+    orders: &[NewOrder],
+    budget: Duration,
+) -> Result<Vec<Result<Placed, PlaceError>>, diesel::result::Error> {
+    place_orders(conn, &orders.iter().collect::<Vec<_>>(), budget).await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -66,7 +75,7 @@ async fn orders_placed_together_share_one_transaction_and_each_gets_its_own_answ
         new_order(mug, "other body", Some(("key-1", "body-2"))),
     ];
     let mut conn = db.connect().await;
-    let placed = place_orders(&mut conn, &orders.iter().collect::<Vec<_>>(), AMPLE)
+    let placed = place(&mut conn, &orders, AMPLE)
         .await
         .unwrap_or_else(|e| panic!("the group is placed: {e}"));
 
@@ -129,7 +138,7 @@ async fn an_order_the_database_refuses_fails_alone_and_the_others_are_placed() {
         new_order(mug, "after", None),
     ];
     let mut conn = db.connect().await;
-    let placed = place_orders(&mut conn, &orders.iter().collect::<Vec<_>>(), AMPLE)
+    let placed = place(&mut conn, &orders, AMPLE)
         .await
         .unwrap_or_else(|e| panic!("the others are placed: {e}"));
 
@@ -181,7 +190,7 @@ async fn a_group_that_cannot_commit_writes_nothing_and_says_so() {
         .batch_execute("BEGIN; LOCK TABLE orders IN SHARE MODE")
         .await
         .unwrap_or_else(|e| panic!("the lock is taken: {e}"));
-    let placed = place_orders(&mut conn, &orders.iter().collect::<Vec<_>>(), AMPLE).await;
+    let placed = place(&mut conn, &orders, AMPLE).await;
     holder
         .batch_execute("COMMIT")
         .await
@@ -198,13 +207,9 @@ async fn the_orders_a_group_has_no_time_left_for_are_left_out_with_nothing_writt
     let mug = product(&db).await;
     let orders = [new_order(mug, "one", None), new_order(mug, "two", None)];
     let mut conn = db.connect().await;
-    let placed = place_orders(
-        &mut conn,
-        &orders.iter().collect::<Vec<_>>(),
-        Duration::ZERO,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the group commits what it placed: {e}"));
+    let placed = place(&mut conn, &orders, Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("the group commits what it placed: {e}"));
 
     assert!(
         placed
