@@ -133,16 +133,28 @@ pub async fn rescue_expired(
         .await
 }
 
+/// Whether the transaction a completion runs in waits, at its commit, for the WAL flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitWait {
+    /// The caller's setting, durable by default: a caller's transaction is left as it is.
+    Flush,
+    /// `synchronous_commit = off` for this transaction: the worker's own recordings (see
+    /// `record.rs` for why losing one in a server crash is harmless).
+    NoFlush,
+}
+
 /// Completes the claimed tasks whose claims are still ours, in the caller's transaction,
 /// and returns those claims, (task id, claim token); the others (lease expired,
 /// re-claimed) are left alone. A claim is its pair: a stale attempt and a fresh one of the
 /// same task may be in one group, and only the fresh one's token completes the task. The rows
 /// stay locked until the transaction ends, so a concurrent re-claim waits for it. The lease
 /// is read at `clock_timestamp()`, not the transaction's start: a lease that ran out while
-/// the transaction was open must not be honoured.
+/// the transaction was open must not be honoured. `commit` says whether the transaction's
+/// commit will wait for the WAL flush ([`CommitWait`]).
 pub(crate) async fn complete_claims(
     conn: &mut AsyncPgConnection,
     claims: &[(i64, uuid::Uuid)],
+    commit: CommitWait,
 ) -> diesel::QueryResult<Vec<(i64, uuid::Uuid)>> {
     #[derive(QueryableByName)]
     struct Completed {
@@ -158,6 +170,7 @@ pub(crate) async fn complete_claims(
     // primary key. Hand-written, so that it stays prepared (diesel never keeps a
     // query-builder `UPDATE` prepared).
     let completed: Vec<Completed> = prepared_sql(include_str!("sql/complete_claims.sql"))
+        .bind::<Bool, _>(commit == CommitWait::Flush)
         .bind::<Array<Int8>, _>(ids)
         .bind::<Array<SqlUuid>, _>(tokens)
         .load(conn)

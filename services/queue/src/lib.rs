@@ -18,7 +18,11 @@
 //!   follow-up tasks in the transaction that completes the task. The worker opens that
 //!   transaction and completes the task first, only while the claim token matches and the
 //!   lease is live, so a worker whose claim was lost cannot commit: effects in PostgreSQL
-//!   are exactly-once although delivery is at-least-once.
+//!   are exactly-once although delivery is at-least-once. The recording's commit does not
+//!   wait for the WAL flush either: a recording lost in a server crash is an attempt that
+//!   did not finish, made again once its lease runs out, and an attempt's outside effects
+//!   must bear a second call anyway (at-least-once). A caller completing a task in its own
+//!   transaction ([`ClaimedTask::complete`]) keeps its own setting.
 //! - **Group commit.** Attempts of a kind that finish while another group is being
 //!   recorded are recorded together: one transaction, one fenced `UPDATE` completing all
 //!   of them, then each task's effects. A busy kind pays one commit for many tasks; an

@@ -11,6 +11,16 @@
 //! rather than the first alone and the rest in a second group. A group whose transaction
 //! fails is recorded again one task per transaction, so that one bad task cannot hold
 //! back the others.
+//!
+//! A recording commits without waiting for the WAL flush (`synchronous_commit = off` for
+//! its transaction only, set by the completion statement). Losing it in a server crash
+//! loses no work: the server comes back with the tasks as they were before the recording,
+//! still claimed under leases that run out, so they are claimed and performed again; their
+//! outside effects are idempotent, as at-least-once delivery already requires (the same
+//! charge key, the same `Message-ID`). Everything committed later waits for the flush of
+//! what came before it, so a durable commit (a placement, a cancellation) never outlives
+//! a recording it followed. What it buys: the flush is no longer in a step's path, and the
+//! NOTIFY lock, which PostgreSQL holds through the flush, is held for less.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -22,7 +32,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::claim::complete_claims;
+use crate::claim::{complete_claims, CommitWait};
 use crate::phase::{self, Phase};
 use crate::worker::panic_message;
 use crate::{ClaimedTask, Pool, Recording, TaskError, TaskHandler};
@@ -282,7 +292,10 @@ async fn record_together<H: TaskHandler>(
     let mut conn = pool.get().await?;
     conn.transaction(async |conn| {
         let completed: HashSet<(i64, uuid::Uuid)> =
-            complete_claims(conn, &claims).await?.into_iter().collect();
+            complete_claims(conn, &claims, CommitWait::NoFlush)
+                .await?
+                .into_iter()
+                .collect();
         let live_claim = |attempt: &Performed<H>| {
             completed.contains(&(attempt.task.id, attempt.task.claim_token))
         };

@@ -206,7 +206,8 @@ impl ClaimedTask {
     /// longer ours.
     pub async fn complete(&self, conn: &mut AsyncPgConnection) -> Result<(), TaskError> {
         let claim = (self.id, self.claim_token);
-        let completed = crate::claim::complete_claims(conn, &[claim]).await?;
+        let completed =
+            crate::claim::complete_claims(conn, &[claim], crate::claim::CommitWait::Flush).await?;
         if completed == [claim] {
             Ok(())
         } else {

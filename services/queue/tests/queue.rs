@@ -236,6 +236,85 @@ async fn a_claim_commits_without_the_flush_wait_and_only_its_own_transaction() {
     assert_eq!(synchronous_commit(&mut conn).await, durable);
 }
 
+/// Reads, inside its recording's transaction, how that transaction will commit.
+struct ReadsCommitSetting;
+
+impl TaskHandler for ReadsCommitSetting {
+    type Args = serde_json::Value;
+    type Outcome = ();
+    type Recorded = String;
+
+    async fn perform(
+        &self,
+        _task: &ClaimedTask,
+        _args: serde_json::Value,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _task: &ClaimedTask,
+        _outcome: &(),
+    ) -> Result<String, TaskError> {
+        Ok(synchronous_commit(conn).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_commits_without_the_flush_wait_and_only_its_own_transaction() {
+    let db = TestDb::new().await;
+    // One connection, so that the recording and the check after it share a session.
+    let pool = db.pool(1);
+    let mut conn = db.connect().await;
+    let config = kind("test.async_record", 3);
+    let id = enqueue_one(&mut conn, &config).await;
+    let durable = synchronous_commit(&mut conn).await;
+    assert_ne!(durable, "off", "the test server commits durably by default");
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+
+    let results = orderflow_queue::record_as_group(
+        &pool,
+        &ReadsCommitSetting,
+        vec![(claimed[0].clone(), ())],
+    )
+    .await
+    .expect("the group is recorded");
+    assert_eq!(
+        results.into_iter().map(Result::ok).collect::<Vec<_>>(),
+        [Some("off".to_string())]
+    );
+    assert_eq!(task_row(&mut conn, id).await.state, "completed");
+    // The pooled session's next transactions (an enqueue, say) commit durably again.
+    let mut pooled = pool.get().await.expect("the pool's connection");
+    assert_eq!(synchronous_commit(&mut pooled).await, durable);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_in_the_callers_transaction_leaves_its_commit_durable() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let config = kind("test.durable_complete", 3);
+    enqueue_one(&mut conn, &config).await;
+    let durable = synchronous_commit(&mut conn).await;
+    let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_default();
+    assert_eq!(claimed.len(), 1);
+    let seen = conn
+        .transaction(async |conn| {
+            claimed[0].complete(conn).await?;
+            Ok::<_, TaskError>(synchronous_commit(conn).await)
+        })
+        .await
+        .expect("the task completes");
+    assert_eq!(seen, durable);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_tells_how_long_its_task_waited_due() {
     let db = TestDb::new().await;
