@@ -39,6 +39,19 @@ macro_rules! records_nothing {
     };
 }
 
+/// A `perform` with nothing to do outside the database.
+macro_rules! performs_nothing {
+    () => {
+        async fn perform(
+            &self,
+            _task: &ClaimedTask,
+            _args: serde_json::Value,
+        ) -> Result<(), TaskError> {
+            Ok(())
+        }
+    };
+}
+
 fn kind(name: &'static str, max_attempts: i32) -> KindConfig {
     KindConfig {
         kind: name,
@@ -244,13 +257,7 @@ impl TaskHandler for ReadsCommitSetting {
     type Outcome = ();
     type Recorded = String;
 
-    async fn perform(
-        &self,
-        _task: &ClaimedTask,
-        _args: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        Ok(())
-    }
+    performs_nothing!();
 
     async fn record(
         &self,
@@ -678,13 +685,7 @@ struct Completes;
 impl TaskHandler for Completes {
     records_nothing!();
 
-    async fn perform(
-        &self,
-        _task: &ClaimedTask,
-        _args: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        Ok(())
-    }
+    performs_nothing!();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1638,13 +1639,7 @@ struct HookPanicsOnce {
 impl TaskHandler for HookPanicsOnce {
     records_nothing!();
 
-    async fn perform(
-        &self,
-        _task: &ClaimedTask,
-        _args: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        Ok(())
-    }
+    performs_nothing!();
 
     fn committed(&self, _task: &ClaimedTask, _outcome: &(), _recorded: &()) {
         if self.hooks.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -1929,13 +1924,7 @@ impl TaskHandler for RecordsClaims {
     type Outcome = ();
     type Recorded = ();
 
-    async fn perform(
-        &self,
-        _task: &ClaimedTask,
-        _args: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        Ok(())
-    }
+    performs_nothing!();
 
     async fn record(
         &self,
