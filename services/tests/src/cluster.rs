@@ -15,11 +15,19 @@ pub struct PgCluster {
     bin: PathBuf,
     /// initdb refuses to run as root: then the cluster belongs to `postgres`.
     owner: Option<&'static str>,
+    /// Server settings beyond the defaults, kept across restarts.
+    settings: Vec<(&'static str, &'static str)>,
 }
 
 impl PgCluster {
     /// Creates and starts a cluster (trust auth, user `postgres`) under the temp folder.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Self::start`], the server run with these settings (`-c name=value`), also
+    /// when it is started again after a crash.
+    pub async fn start_with(settings: &[(&'static str, &'static str)]) -> Self {
         let bin = server_binaries();
         let dir =
             std::env::temp_dir().join(format!("orderflow-pg-{}", uuid::Uuid::new_v4().simple()));
@@ -30,6 +38,7 @@ impl PgCluster {
             dir,
             bin,
             owner,
+            settings: settings.to_vec(),
         };
         if let Some(owner) = owner {
             cluster
@@ -82,11 +91,14 @@ impl PgCluster {
     }
 
     pub async fn start_server(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             self.port,
             self.dir.display()
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let log = self.dir.join("postgres.log");
         self.pg_ctl(&[
             "start",
