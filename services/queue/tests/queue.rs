@@ -239,7 +239,7 @@ async fn a_claim_commits_without_the_flush_wait_and_only_its_own_transaction() {
         .await
         .expect("the setting is read");
     assert_eq!(seen, (1, "off".to_string()));
-    // The session's next transactions (a recording, say) commit durably again.
+    // The session's next transactions (an enqueue, say) commit durably again.
     assert_eq!(synchronous_commit(&mut conn).await, durable);
     enqueue_one(&mut conn, &config).await;
     let claimed = claim_batch(&mut conn, config.kind, 1, Duration::from_secs(30))
