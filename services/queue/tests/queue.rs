@@ -1662,7 +1662,12 @@ async fn a_panic_in_the_committed_hook_neither_undoes_the_task_nor_stops_the_rec
         assert_eq!(row.attempts, 1);
         assert!(row.last_error.is_none(), "{:?}", row.last_error);
     }
-    assert_eq!(AtomicUsize::load(&handler.hooks, Ordering::SeqCst), 2);
+    // The hook runs once the worker has its commit's answer, which can be after the test
+    // sees the task completed.
+    wait_until("both hooks", Duration::from_secs(10), || async {
+        (AtomicUsize::load(&handler.hooks, Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
     worker.stop().await;
 }
 

@@ -11,7 +11,7 @@ use orderflow::schema::orders;
 use orderflow_tests::app::order_body;
 use orderflow_tests::smtp::free_port;
 use orderflow_tests::stack::{place_with_retry, Stack};
-use orderflow_tests::{SmtpServer, TestDb};
+use orderflow_tests::{wait_until, SmtpServer, TestDb};
 use serde_json::Value;
 
 /// One sample of a Prometheus text exposition: the metric with exactly these labels.
@@ -52,6 +52,25 @@ async fn scrape(client: &reqwest::Client, base: &str) -> String {
         .to_string();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     response.text().await.unwrap_or_default()
+}
+
+/// A worker's metrics once it counts every completed task it should: `expected` per kind.
+/// A worker counts a task when its commit has answered, which can be after the database
+/// shows the task done.
+async fn scrape_counted(client: &reqwest::Client, base: &str, expected: &[(&str, f64)]) -> String {
+    let what = format!("{base} to count {expected:?} completed tasks");
+    wait_until(&what, Duration::from_secs(10), || async {
+        let metrics = scrape(client, base).await;
+        let counted = expected.iter().all(|(kind, count)| {
+            sample(
+                &metrics,
+                "orderflow_queue_tasks_completed_total",
+                &[("kind", kind)],
+            ) == *count
+        });
+        counted.then_some(metrics)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,20 +177,16 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
     assert!(api_metrics.contains("orderflow_http_request_duration_seconds_bucket"));
     assert!(api_metrics.contains("orderflow_db_pool_connections"));
 
-    let payment = scrape(&client, &ops["payment-worker"]).await;
+    let payment = scrape_counted(
+        &client,
+        &ops["payment-worker"],
+        &[("payment.charge", 16.0), ("payment.refund", out_of_stock)],
+    )
+    .await;
     let charge = [("kind", "payment.charge")];
-    let refund = [("kind", "payment.refund")];
     assert_eq!(
         sample(&payment, "orderflow_queue_tasks_claimed_total", &charge),
         16.0
-    );
-    assert_eq!(
-        sample(&payment, "orderflow_queue_tasks_completed_total", &charge),
-        16.0
-    );
-    assert_eq!(
-        sample(&payment, "orderflow_queue_tasks_completed_total", &refund),
-        out_of_stock
     );
     assert_eq!(
         sample(&payment, "orderflow_queue_tasks_retried_total", &charge),
@@ -187,16 +202,12 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
     );
     assert!(payment.contains("orderflow_queue_oldest_waiting_seconds{kind=\"payment.charge\"}"));
 
-    let inventory = scrape(&client, &ops["inventory-worker"]).await;
-    let reserve = [("kind", "inventory.reserve")];
-    assert_eq!(
-        sample(
-            &inventory,
-            "orderflow_queue_tasks_completed_total",
-            &reserve
-        ),
-        12.0
-    );
+    let inventory = scrape_counted(
+        &client,
+        &ops["inventory-worker"],
+        &[("inventory.reserve", 12.0)],
+    )
+    .await;
     let reserve_ok = [("kind", "inventory.reserve"), ("outcome", "completed")];
     assert_eq!(
         sample(
@@ -227,16 +238,12 @@ async fn metrics_add_up_to_what_happened_and_a_request_id_follows_the_order_ever
         ) > 0.0
     );
 
-    let notification = scrape(&client, &ops["notification-worker"]).await;
-    let send = [("kind", "notification.send")];
-    assert_eq!(
-        sample(
-            &notification,
-            "orderflow_queue_tasks_completed_total",
-            &send
-        ),
-        16.0
-    );
+    let notification = scrape_counted(
+        &client,
+        &ops["notification-worker"],
+        &[("notification.send", 16.0)],
+    )
+    .await;
     assert_eq!(
         sample(
             &notification,
