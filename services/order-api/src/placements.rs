@@ -12,10 +12,10 @@
 //! of its group before anything is written. Measured in `load-tests/RESULTS.md`, "Orders
 //! placed together".
 //!
-//! One queue per actix worker thread, its groups spawned on that thread: a request hands
-//! its order to a task on its own thread, not across threads.
+//! One queue per actix worker thread (the app factory starts one for each worker), its
+//! groups spawned on that thread: a request hands its order to a task on its own thread,
+//! not across threads.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,27 +67,14 @@ impl Pending {
     }
 }
 
-/// The queue of this thread's placements.
-#[derive(Clone)]
+/// The queue of one worker thread's placements.
 pub struct Placements {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
-thread_local! {
-    static THIS_THREAD: RefCell<Option<Placements>> = const { RefCell::new(None) };
-}
-
 impl Placements {
-    /// This worker thread's queue, started on first use on the thread's runtime.
-    pub fn on_this_thread(pool: &Pool) -> Self {
-        THIS_THREAD.with(|this| {
-            this.borrow_mut()
-                .get_or_insert_with(|| Self::start(pool.clone()))
-                .clone()
-        })
-    }
-
-    fn start(pool: Pool) -> Self {
+    /// Starts the queue on the current worker thread's runtime; it stops once dropped.
+    pub fn start(pool: Pool) -> Self {
         let (queue, mut pending) = mpsc::unbounded_channel::<Pending>();
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         actix_web::rt::spawn(async move {

@@ -14,6 +14,7 @@ use utoipa_actix_web::AppExt;
 use crate::body_deadline::{body_deadline, BodyTimeout};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ApiDoc, DOCS_INIT_JS, DOCS_PAGE};
+use crate::placements::Placements;
 use crate::request_context::request_context;
 use crate::routes::{admin, health, live, order_list, orders, pages, products};
 use crate::state::AppState;
@@ -111,7 +112,10 @@ pub fn build(config: &ApiConfig, pool: Pool) -> std::io::Result<Application> {
             .service(admin::pipeline_stats)
             .split_for_parts();
         let openapi = web::Data::new(openapi);
+        // Built once per worker thread, on its runtime: each thread places its own orders.
+        let placements = web::Data::new(Placements::start(state.pool.clone()));
         app.app_data(state.clone())
+            .app_data(placements)
             .app_data(body_timeout.clone())
             .app_data(openapi)
             .app_data(

@@ -211,12 +211,13 @@ impl From<PlaceError> for ApiError {
 pub async fn create_order(
     req: HttpRequest,
     state: web::Data<AppState>,
+    placements: web::Data<Placements>,
     body: web::Json<PlaceOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     admit_client(&req, &state)?;
     let order = body.into_inner().into_new_order(idempotency_key(&req)?)?;
     let _placing = state.admission.admit().map_err(shed)?;
-    let placed = Placements::on_this_thread(&state.pool).place(order).await?;
+    let placed = placements.place(order).await?;
     let order_id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let mut response = HttpResponse::Accepted();
